@@ -1,0 +1,53 @@
+"""LSTM (Hochreiter & Schmidhuber 1997, with forget gate) on ``nn.LSTM``'s cuDNN/oneDNN kernel.
+
+i, f, g, o = split(W x_t + b_ih + U h_{t-1} + b_hh)
+c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g);  h_t = sigmoid(o) tanh(c_t)
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bench.cell import Cell, State
+from bench.registry import HParam, register_cell
+
+
+class TorchRNN(Cell):
+    """A cell whose fast path is one torch ``nn.RNNBase`` layer (cuDNN on a GPU)."""
+
+    core: nn.RNNBase
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        if state is None:
+            state = self.initial_state(x.shape[0])
+        hidden = tuple(t.unsqueeze(0).contiguous() for t in state)
+        y, out = self.core(x, hidden if len(hidden) > 1 else hidden[0])
+        out = out if isinstance(out, tuple) else (out,)
+        return y, tuple(t.squeeze(0) for t in out)
+
+
+@register_cell("lstm", family="lstm", hparams=(
+    HParam("forget_bias", 1.0, valid="(-inf, inf)", doc="initial forget-gate bias, on b_ih only"),
+))
+class LSTM(TorchRNN):
+    """LSTM with PyTorch's initialisation and a forget-gate bias on one bias vector."""
+
+    state_names = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0):
+        super().__init__(input_size, hidden_size)
+        self.core = nn.LSTM(input_size, hidden_size, batch_first=True)
+        n = hidden_size
+        with torch.no_grad():
+            # One vector only: setting b_ih and b_hh both would double the bias.
+            self.core.bias_ih_l0[n:2 * n] = forget_bias
+            self.core.bias_hh_l0[n:2 * n] = 0.0
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        p = self.core
+        i, f, g, o = (x_t @ p.weight_ih_l0.T + p.bias_ih_l0 + h @ p.weight_hh_l0.T
+                      + p.bias_hh_l0).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)

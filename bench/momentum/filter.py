@@ -1,0 +1,36 @@
+"""The exponential filter that turns a momentum state into a filtered input.
+
+For a momentum state v_t = mu v_{t-1} + s (W x_t + b) with v_{-1} = 0, linearity gives
+v_t = W x~_t + b c_t with x~_t = mu x~_{t-1} + s x_t and c_t the same filter applied to a constant 1.
+So any cell whose momentum depends on x only is an ordinary cell over [x~_t, c_t].
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def exp_filter(x: Tensor, mu: float | Tensor, s: float | Tensor = 1.0, chunk: int = 256) -> Tensor:
+    """y_t = mu y_{t-1} + s x_t along dim 1 of a (B, T, C) tensor, with y_{-1} = 0.
+
+    Computed in chunks of ``chunk`` steps, each as one matmul with a lower-triangular Toeplitz
+    matrix of powers of mu, so the cost is O(T * chunk) and autograd sees T / chunk nodes.
+    """
+    B, T, C = x.shape
+    n = min(T, chunk)
+    mu_t = torch.as_tensor(mu, dtype=x.dtype, device=x.device)
+    t = torch.arange(n, device=x.device)
+    lag = (t[:, None] - t[None, :]).to(x.dtype)
+    # 0 ** 0 = 1 in torch, so mu = 0 gives the identity, as it should.
+    toeplitz = torch.where(lag >= 0, mu_t ** lag.clamp(min=0), torch.zeros((), dtype=x.dtype,
+                                                                          device=x.device))
+    decay = mu_t ** torch.arange(1, n + 1, device=x.device, dtype=x.dtype)   # mu^(j+1)
+    out, carry = [], None
+    for xc in x.split(n, dim=1):
+        c = xc.shape[1]
+        yc = torch.matmul(toeplitz[:c, :c], xc)
+        if carry is not None:
+            yc = yc + decay[:c, None] * carry[:, None, :]
+        out.append(yc)
+        carry = yc[:, -1]
+    return s * torch.cat(out, dim=1) if len(out) > 1 else s * out[0]

@@ -1,0 +1,123 @@
+"""What a task is: a TaskSpec (sizes, loss, metric, trivial score) and a LightningDataModule.
+
+Task options are given as ``name:k=v,k=v`` (``adding:T=200``); a budget preset may set defaults.
+Data come from the task's ``data_seed`` only, never from the training seed, which only orders
+the training batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from bench.errors import UserError, choices
+from bench.registry import task_entry
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything the model and the report need to know about a task."""
+
+    name: str
+    input_size: int
+    output_size: int
+    seq_len: int                                  # (maximum) sequence length
+    readout: Literal["last", "all"]               # read the output at the last step or every step
+    loss: Literal["mse", "ce"]
+    metric: Literal["mse", "ce", "accuracy"]
+    direction: Literal["minimize", "maximize"]
+    trivial: float                                # the trivial solution's metric
+    trivial_note: str = ""
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether metric value ``a`` is strictly better than ``b``."""
+        return a < b if self.direction == "minimize" else a > b
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A task name with every option resolved; ``id`` names the experiment in the storage."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...]
+
+    @property
+    def id(self) -> str:
+        local = task_entry(self.name).local
+        opts = ",".join(f"{k}={v}" for k, v in self.options if k not in local)
+        return f"{self.name}:{opts}" if opts else self.name
+
+    def build(self) -> "TaskData":
+        return task_entry(self.name).factory(**dict(self.options))
+
+
+def parse_task(text: str, defaults: dict[str, Any] | None = None) -> TaskConfig:
+    """Parse ``name[:k=v,...]``; options not given take the preset's, then the task's defaults."""
+    name, _, rest = text.strip().partition(":")
+    entry = task_entry(name)
+    given: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        if "=" not in item:
+            raise UserError(f"malformed task option {item!r} in {text!r}; expected k=v")
+        k, v = (s.strip() for s in item.split("=", 1))
+        if k not in entry.options:
+            raise UserError(f"task {name}: unknown option {k!r}; valid: {choices(entry.options)}")
+        given[k] = v
+    values = {k: o.default for k, o in entry.options.items()}
+    values.update({k: v for k, v in (defaults or {}).items() if k in entry.options})
+    values.update(given)
+    checked = {k: entry.options[k].check(v, f"task {name}") for k, v in values.items()}
+    return TaskConfig(name, tuple(sorted(checked.items())))
+
+
+class Batches:
+    """Mini-batches over in-memory tensors; shuffled by ``seed`` (None keeps the order)."""
+
+    def __init__(self, tensors: Sequence[Tensor], batch_size: int, seed: int | None = None,
+                 drop_last: bool = False, transform: Callable | None = None):
+        self.tensors, self.batch_size, self.seed, self.drop_last = tensors, batch_size, seed, drop_last
+        self.transform = transform or (lambda *b: b)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.tensors[0])
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        n = len(self.tensors[0])
+        if self.seed is None:
+            order = torch.arange(n)
+        else:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+            self.epoch += 1
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.transform(*(t[idx] for t in self.tensors))
+
+
+class TaskData(pl.LightningDataModule):
+    """Base data module: subclasses set ``spec`` and build train/val/test in ``setup()``.
+
+    Batches are ``(x, y)`` or ``(x, y, mask)``: x (B, T, input_size); y (B,) or (B, output) for a
+    last-step readout, (B, T) or (B, T, output) for every step; mask (B, T) marks valid steps.
+    """
+
+    spec: TaskSpec
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_size = 64
+        self.train_seed = 0
+
+    def configure(self, batch_size: int, train_seed: int) -> "TaskData":
+        """Set what one run needs: the batch size and the seed that orders training batches."""
+        self.batch_size, self.train_seed = batch_size, train_seed
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the user (e.g. utterances per split)."""
+        return {}

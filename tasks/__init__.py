@@ -1,0 +1,2 @@
+"""Tasks: each module registers a task factory; importing this package registers them all."""
+from tasks import synthetic  # noqa: F401

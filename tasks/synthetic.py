@@ -1,0 +1,144 @@
+"""The synthetic long-memory tasks: adding (Hochreiter & Schmidhuber 1997) and copy memory.
+
+Both are generated from the task's ``data_seed``: train, validation and test sets are fixed by it
+(the training seed only orders batches). ``fresh=true`` redraws the training set every epoch, from
+(data_seed, epoch), as the literature's "new samples every batch" does.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bench.registry import HParam, register_task
+from bench.task import Batches, TaskData, TaskSpec
+
+COMMON = (
+    HParam("data_seed", 0, kind=int, valid="[0, inf)", doc="seed of every generated set"),
+    HParam("n_train", 10000, kind=int, valid="[1, inf)", doc="training sequences (per epoch)"),
+    HParam("n_val", 1000, kind=int, valid="[1, inf)", doc="validation sequences"),
+    HParam("n_test", 1000, kind=int, valid="[1, inf)", doc="test sequences"),
+    HParam("fresh", False, kind=bool, doc="redraw the training set every epoch"),
+)
+
+
+class SyntheticTask(TaskData):
+    """Train/val/test drawn by ``generate(n, generator)`` from seeds derived from data_seed."""
+
+    def __init__(self, data_seed: int, n_train: int, n_val: int, n_test: int, fresh: bool):
+        super().__init__()
+        self.data_seed, self.fresh = data_seed, fresh
+        self.sizes = {"train": n_train, "val": n_val, "test": n_test}
+        self._sets: dict[str, tuple[Tensor, ...]] = {}
+
+    def generate(self, n: int, g: torch.Generator) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def transform(self, *batch: Tensor) -> tuple[Tensor, ...]:
+        return batch
+
+    def split(self, name: str, epoch: int = 0) -> tuple[Tensor, ...]:
+        """A fixed split (``epoch`` matters for a fresh training set only)."""
+        key = f"{name}:{epoch}"
+        if key not in self._sets:
+            salt = {"train": 1, "val": 2, "test": 3}[name]
+            g = torch.Generator().manual_seed(self.data_seed * 1_000_003 + salt * 7919 + epoch * 104729)
+            if name == "train" and self.fresh:
+                self._sets = {k: v for k, v in self._sets.items() if not k.startswith("train")}
+            self._sets[key] = self.generate(self.sizes[name], g)
+        return self._sets[key]
+
+    def train_dataloader(self):
+        if not self.fresh:
+            return Batches(self.split("train"), self.batch_size, self.train_seed, transform=self.transform)
+        return _FreshBatches(self)
+
+    def val_dataloader(self):
+        return Batches(self.split("val"), 1000, transform=self.transform)
+
+    def test_dataloader(self):
+        return Batches(self.split("test"), 1000, transform=self.transform)
+
+    def summary(self) -> dict:
+        return {f"{k} sequences": v for k, v in self.sizes.items()} | {"length": self.spec.seq_len}
+
+
+class _FreshBatches:
+    """A training set redrawn every epoch from (data_seed, epoch), ordered by the training seed."""
+
+    def __init__(self, task: SyntheticTask):
+        self.task, self.epoch = task, 0
+
+    def __len__(self) -> int:
+        return -(-self.task.sizes["train"] // self.task.batch_size)
+
+    def __iter__(self):
+        t = self.task
+        batches = Batches(t.split("train", self.epoch), t.batch_size, t.train_seed + self.epoch,
+                          transform=t.transform)
+        self.epoch += 1
+        return iter(batches)
+
+
+class Adding(SyntheticTask):
+    def __init__(self, T: int, **common):
+        super().__init__(**common)
+        self.T = T
+        self.spec = TaskSpec("adding", input_size=2, output_size=1, seq_len=T, readout="last",
+                             loss="mse", metric="mse", direction="minimize", trivial=1 / 6,
+                             trivial_note="always predict 1: MSE = 2 Var(U[0,1]) = 0.167")
+
+    def generate(self, n: int, g: torch.Generator) -> tuple[Tensor, ...]:
+        T, half = self.T, self.T // 2
+        values = torch.rand(n, T, generator=g)
+        first = torch.randint(0, half, (n,), generator=g)
+        second = torch.randint(half, T, (n,), generator=g)
+        marker = torch.zeros(n, T)
+        rows = torch.arange(n)
+        marker[rows, first] = 1.0
+        marker[rows, second] = 1.0
+        x = torch.stack([values, marker], -1)
+        y = (values * marker).sum(1, keepdim=True)
+        return x, y
+
+
+@register_task("adding", options=(
+    HParam("T", 100, kind=int, valid="[2, inf)", doc="sequence length"), *COMMON))
+def adding(**options) -> Adding:
+    """Adding problem: sum the two marked values of a length-T sequence (MSE)."""
+    return Adding(**options)
+
+
+class Copy(SyntheticTask):
+    SYMBOLS, BLANK, MARKER, N_COPY = 8, 0, 9, 10
+
+    def __init__(self, L: int, **common):
+        super().__init__(**common)
+        self.L = L
+        self.spec = TaskSpec("copy", input_size=10, output_size=9, seq_len=L + 20, readout="all",
+                             loss="ce", metric="ce", direction="minimize",
+                             trivial=self.N_COPY * math.log(self.SYMBOLS) / (L + 20),
+                             trivial_note="blanks, then uniform over the 8 symbols: 10 ln 8 / (L+20)")
+
+    def generate(self, n: int, g: torch.Generator) -> tuple[Tensor, ...]:
+        L, k = self.L, self.N_COPY
+        symbols = torch.randint(1, self.SYMBOLS + 1, (n, k), generator=g, dtype=torch.uint8)
+        x = torch.zeros(n, L + 2 * k, dtype=torch.uint8)
+        x[:, :k] = symbols
+        x[:, L + k] = self.MARKER
+        y = torch.zeros(n, L + 2 * k, dtype=torch.uint8)
+        y[:, -k:] = symbols
+        return x, y                  # tokens; one-hot per batch keeps the stored set small
+
+    def transform(self, x: Tensor, y: Tensor) -> tuple[Tensor, ...]:
+        return F.one_hot(x.long(), 10).float(), y.long()
+
+
+@register_task("copy", options=(
+    HParam("L", 100, kind=int, valid="[1, inf)", doc="blank steps between symbols and marker"),
+    *COMMON))
+def copy(**options) -> Copy:
+    """Copy memory: reproduce 10 symbols after L blanks and a marker (cross-entropy per step)."""
+    return Copy(**options)

@@ -1,0 +1,111 @@
+"""Budget presets: TOML files in ``studies/`` that fix everything every cell shares.
+
+A preset fixes the number of trials, the training length per trial, the pruner, the optimizer and
+its search space, the number of seeds and the model size (a parameter budget or a pinned hidden
+size); only the cells' own registered hyperparameters differ between studies.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from bench.errors import UserError, choices
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One preset, validated."""
+
+    name: str
+    description: str
+    trials: int
+    seeds: int
+    epochs: int
+    batch_size: int
+    params: int | None = None             # parameter budget (model = cell + readout)
+    hidden: int | None = None             # or a pinned hidden size
+    sampler_seed: int = 0
+    startup_trials: int = 4               # TPE's random start
+    grad_clip: float | None = None
+    optimizer: dict[str, Any] = field(default_factory=dict)   # name, lr = [low, high] or a number
+    pruner: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task option defaults
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-cell fixed hyperparameters
+    source: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the preset's content, stored with every run."""
+        return hashlib.sha256(self.source.encode()).hexdigest()[:12]
+
+    def seed_list(self) -> list[int]:
+        """Training seeds of the final runs (offset so they never equal a tuning trial's seed)."""
+        return [10_000 + i for i in range(self.seeds)]
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        kind = self.pruner.get("type", "median")
+        args = {k: v for k, v in self.pruner.items() if k != "type"}
+        if kind == "median":
+            return optuna.pruners.MedianPruner(**args)
+        if kind == "hyperband":
+            return optuna.pruners.HyperbandPruner(max_resource=self.epochs, **args)
+        if kind == "none":
+            return optuna.pruners.NopPruner()
+        raise UserError(f"budget {self.name}: unknown pruner {kind!r}; valid: median, hyperband, none")
+
+    def suggest_optimizer(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The shared optimizer settings; the learning rate is tuned where a range is given."""
+        opt = dict(self.optimizer)
+        lr = opt.get("lr", 1e-3)
+        if isinstance(lr, list):
+            opt["lr"] = trial.suggest_float("lr", lr[0], lr[1], log=True)
+        return opt
+
+
+def list_budgets() -> list[str]:
+    return sorted(p.stem for p in STUDIES.glob("*.toml"))
+
+
+def load_budget(name: str) -> Budget:
+    """Load a preset by name (from ``studies/``) or by the path of a TOML file."""
+    path = Path(name) if name.endswith(".toml") else STUDIES / f"{name}.toml"
+    if not path.is_file():
+        raise UserError(f"unknown budget preset {name!r}; valid: {choices(list_budgets())} "
+                        "or the path of a .toml file")
+    source = path.read_text()
+    try:
+        raw = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"budget preset {path}: not valid TOML ({e})") from None
+    known = set(Budget.__dataclass_fields__) - {"source", "name"}
+    unknown = set(raw) - known - {"name"}
+    if unknown:
+        raise UserError(f"budget preset {path}: unknown key(s) {', '.join(sorted(unknown))}; "
+                        f"valid: {choices(known)}")
+    b = Budget(name=raw.pop("name", path.stem), source=source,
+               **{k: v for k, v in raw.items() if k in known})
+    for key in ("trials", "seeds", "epochs", "batch_size"):
+        if not isinstance(getattr(b, key), int) or getattr(b, key) < 1:
+            raise UserError(f"budget preset {b.name}: {key}={getattr(b, key)!r}; valid: a positive integer")
+    if (b.params is None) == (b.hidden is None):
+        raise UserError(f"budget preset {b.name}: give exactly one of params and hidden")
+    if b.optimizer.get("name") not in OPTIMIZERS:
+        raise UserError(f"budget preset {b.name}: optimizer {b.optimizer.get('name')!r}; "
+                        f"valid: {', '.join(OPTIMIZERS)}")
+    b.make_pruner()
+    return b
+
+
+def budget_json(b: Budget) -> str:
+    """The preset as JSON, for storing beside the runs."""
+    return json.dumps({k: getattr(b, k) for k in Budget.__dataclass_fields__ if k != "source"},
+                      sort_keys=True, default=str)

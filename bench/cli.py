@@ -1,0 +1,268 @@
+"""Command line: ``python -m bench {run,report,list,dashboard,speed,data}``.
+
+The CLI is the edge: every UserError becomes one line on stderr and exit code 2, and all input is
+checked before the storage is touched, so bad input writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from bench.errors import UserError, choices
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):        # one line, not argparse's usage block
+        print(f"bench: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; valid: a positive integer")
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{n} is out of range; valid: a positive integer")
+    return n
+
+
+def _experiment_args(p: argparse.ArgumentParser, cells_required: bool) -> None:
+    from bench.stats import TESTS
+    from bench.storage import DEFAULT_URL
+    p.add_argument("--task", required=True,
+                   help="task name with options, e.g. adding:T=200 or copy:L=1000 (see `list`)")
+    p.add_argument("--cells", required=cells_required, default=None,
+                   help="comma list of cell specs, `all`, or glob patterns, e.g. "
+                        "lstm,momentum_lstm[mu=0.3],momentum_lstm/no_momentum")
+    p.add_argument("--ablations", action="store_true", help="add every registered ablation of the cells")
+    p.add_argument("--budget", default="default", help="budget preset in studies/ (or a .toml path)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--hidden", type=_positive, help="pin the hidden size of every cell")
+    size.add_argument("--match-params", type=_positive, metavar="N",
+                      help="size every cell to N parameters (cell + readout) within 2%%")
+    p.add_argument("--storage", default=DEFAULT_URL,
+                   help=f"Optuna storage URL (default {DEFAULT_URL}; journal:PATH for several "
+                        "processes on one host; postgresql://... across hosts)")
+    p.add_argument("--data-dir", help="data directory for pmnist/smnist/timit")
+    p.add_argument("--reference", default="lstm", help="the cell every other is tested against")
+    p.add_argument("--test", choices=sorted(TESTS), default="mwu", help="significance test")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="tune every cell under one budget, retrain on seeds, test, report")
+    _experiment_args(run, cells_required=True)
+    run.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rep = sub.add_parser("report", help="rebuild the comparison table from the storage alone")
+    _experiment_args(rep, cells_required=False)
+    rep.add_argument("--format", choices=["md", "latex", "csv", "json"], default="md")
+    rep.add_argument("--out", help="write the table to this file instead of stdout")
+
+    sub.add_parser("list", help="cells (hyperparameters, search spaces), ablations, tasks, budgets")
+
+    dash = sub.add_parser("dashboard", help="start optuna-dashboard on 127.0.0.1 for a storage")
+    dash.add_argument("--storage", default=_default_storage())
+    dash.add_argument("--port", type=_positive, default=8080)
+
+    speed = sub.add_parser("speed", help="forward+backward time per batch of every cell vs nn.LSTM")
+    speed.add_argument("--cells", default="all")
+    speed.add_argument("--batch", type=_positive, default=64)
+    speed.add_argument("--seq", type=_positive, default=784)
+    speed.add_argument("--hidden", type=_positive, default=128)
+    speed.add_argument("--input-size", type=_positive, default=1)
+    speed.add_argument("--reps", type=_positive, default=5)
+    speed.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+
+    data = sub.add_parser("data", help="check a data set: `data check --task timit --data-dir DIR`")
+    data.add_argument("action", choices=["check"])
+    data.add_argument("--task", required=True)
+    data.add_argument("--data-dir", required=True)
+    return parser
+
+
+def _default_storage() -> str:
+    from bench.storage import DEFAULT_URL
+    return DEFAULT_URL
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+def _experiment(args):
+    """Check every input and build (experiment, specs, task data) without touching the storage."""
+    from bench.budget import load_budget
+    from bench.registry import cell_entry, parse_cells
+    from bench.task import parse_task
+    from bench.tune import Experiment
+
+    budget = load_budget(args.budget)
+    task_text = args.task
+    if args.data_dir:
+        task_text += ("," if ":" in task_text else ":") + f"data_dir={args.data_dir}"
+    name = task_text.partition(":")[0]
+    task = parse_task(task_text, budget.tasks.get(name, {}))
+    specs = parse_cells(args.cells, args.ablations) if args.cells else None
+    cell_entry(args.reference)    # an unknown reference is bad input
+    if not 0 < args.alpha < 1:
+        raise UserError(f"--alpha {args.alpha} is out of range; valid: (0, 1)")
+    hidden, params = args.hidden, args.match_params
+    if hidden is None and params is None:
+        hidden, params = budget.hidden, budget.params
+    return Experiment(task, budget, hidden, params), specs
+
+
+def cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from bench import report as rp
+    from bench.storage import check_url, is_single_process, open_storage
+    from bench.train import resolve_cell
+    from bench.tune import finished_runs, run_experiment
+
+    exp, specs = _experiment(args)
+    check_url(args.storage)
+    data = exp.task.build()
+    data.setup("fit")
+    for spec in specs:    # a size that cannot be matched is bad input: find it before writing
+        resolve_cell(spec, {}, data.spec, exp.budget, exp.hidden, exp.params)
+    storage = open_storage(args.storage)
+    b = exp.budget
+    total = len(specs) * (b.trials + b.seeds)
+    done = finished_runs(storage, exp, specs)
+    print(f"{exp.task.id}: {len(specs)} cells x ({b.trials} trials + {b.seeds} seeds) = {total} runs "
+          f"({done} already stored); budget {b.name}, {exp.size}, {b.epochs} epochs per run; "
+          f"storage {args.storage}", flush=True)
+    device = {"cuda": "gpu"}.get(args.device, args.device)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    start = time.perf_counter()
+    with tqdm(total=total, initial=done, unit="run", disable=args.no_progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        run_experiment(storage, exp, specs, data, bar, device, is_single_process(args.storage))
+    print(f"done in {time.perf_counter() - start:.0f} s\n")
+    rep = rp.build(storage, exp, args.reference, args.test, args.alpha, [str(s) for s in specs])
+    print(rp.render(rep, "md", args.reference))
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_report(args) -> int:
+    from bench import report as rp
+    from bench.storage import check_url, open_storage
+
+    exp, specs = _experiment(args)
+    check_url(args.storage)
+    url_path = args.storage.split("///", 1)[-1] if args.storage.startswith("sqlite") else None
+    if url_path and not Path(url_path).exists():
+        raise UserError(f"storage {args.storage!r} does not exist; run `python -m bench run` first")
+    storage = open_storage(args.storage)
+    rep = rp.build(storage, exp, args.reference, args.test, args.alpha,
+                   [str(s) for s in specs] if specs else None)
+    if specs:
+        wanted = {str(s) for s in specs}
+        rep.rows = [r for r in rep.rows if r["cell"] in wanted]
+    text = rp.render(rep, args.format, args.reference)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from bench.budget import list_budgets, load_budget
+    from bench.registry import cell_entry, list_ablations, list_cells, list_tasks, task_entry
+
+    print("Cells (spec: name[k=v,...]; hyperparameters: default, search space, valid range):")
+    for name in list_cells():
+        e = cell_entry(name)
+        print(f"  {name:<16} {e.doc}")
+        for p in e.hparams.values():
+            print(f"      {p.describe()}")
+    print("\nAblations (spec: cell/ablation):")
+    for name in list_ablations():
+        e = cell_entry(name)
+        fixed = ", ".join(f"{k}={v}" for k, v in e.fixed.items())
+        print(f"  {name:<28} {e.doc}" + (f" [{fixed}]" if fixed else ""))
+    print("\nTasks (spec: name:k=v,...):")
+    for name in list_tasks():
+        e = task_entry(name)
+        print(f"  {name:<8} {e.doc}")
+        print("      options: " + ", ".join(f"{o.name}={o.default}" for o in e.options.values()))
+    print("\nBudget presets (--budget NAME):")
+    for name in list_budgets():
+        b = load_budget(name)
+        size = f"hidden {b.hidden}" if b.hidden else f"{b.params} params"
+        print(f"  {name:<10} {b.trials} trials, {b.seeds} seeds, {b.epochs} epochs, "
+              f"{b.optimizer['name']}, {size}: {b.description}")
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from bench.storage import open_storage
+    import optuna_dashboard
+
+    storage = open_storage(args.storage)
+    print(f"optuna-dashboard for {args.storage} at http://127.0.0.1:{args.port}/ (Ctrl-C to stop)",
+          flush=True)
+    optuna_dashboard.run_server(storage, host="127.0.0.1", port=args.port)
+    return 0
+
+
+def cmd_speed(args) -> int:
+    import torch
+    from tabulate import tabulate
+
+    from bench.registry import parse_cells
+    from bench.speed import measure
+
+    specs = [str(s) for s in parse_cells(args.cells)]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here; valid: cpu")
+    rows = measure(specs, args.batch, args.seq, args.hidden, args.device, args.reps,
+                   input_size=args.input_size)
+    print(f"forward+backward per batch: B {args.batch}, T {args.seq}, H {args.hidden}, "
+          f"{args.device} ({torch.get_num_threads()} threads), median of {args.reps}")
+    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3g"))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from bench.task import parse_task
+
+    data = parse_task(f"{args.task}:data_dir={args.data_dir}").build()
+    data.setup("fit")
+    print(f"{args.task} in {args.data_dir}:")
+    for k, v in data.summary().items():
+        print(f"  {k}: {v}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
+            "speed": cmd_speed, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are stored; run the same command again to resume",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,110 @@
+"""The LightningModule every run trains: a cell, a linear readout, the task's loss and metric."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import Tensor, nn
+
+from bench.cell import Cell
+from bench.task import TaskSpec
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite; the run is recorded as failed with this reason."""
+
+
+def make_metric(spec: TaskSpec) -> torchmetrics.Metric:
+    """Accuracy for classification at the last step; otherwise the mean loss over valid elements."""
+    if spec.metric == "accuracy":
+        return torchmetrics.classification.MulticlassAccuracy(spec.output_size, average="micro")
+    return torchmetrics.MeanMetric()
+
+
+def model_parameters(cell: Cell, spec: TaskSpec) -> int:
+    """Degrees of freedom of cell plus readout (what published sizes count)."""
+    return cell.num_parameters() + cell.hidden_size * spec.output_size + spec.output_size
+
+
+class SeqModel(pl.LightningModule):
+    """Cell + readout, trained with one optimizer as the budget preset says."""
+
+    def __init__(self, cell: Cell, spec: TaskSpec, optimizer: dict[str, Any]):
+        super().__init__()
+        self.cell, self.spec, self.opt = cell, spec, dict(optimizer)
+        self.readout = nn.Linear(cell.hidden_size, spec.output_size)
+        self.val_metric, self.test_metric = make_metric(spec), make_metric(spec)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, _ = self.cell(x)
+        return self.readout(y[:, -1] if self.spec.readout == "last" else y)
+
+    def loss_terms(self, out: Tensor, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Sum of the per-element loss and the number of elements it covers (masked steps excluded)."""
+        if self.spec.loss == "ce":
+            per = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1).long(),
+                                  reduction="none").view(y.shape)
+        else:
+            per = (out - y.to(out.dtype)) ** 2
+        if mask is not None:
+            m = mask.to(per.dtype).view(*mask.shape, *([1] * (per.dim() - mask.dim())))
+            return (per * m).sum(), m.sum() * (per[0, 0].numel() if per.dim() > 2 else 1)
+        return per.sum(), torch.tensor(per.numel(), dtype=per.dtype, device=per.device)
+
+    def _split(self, batch):
+        x, y, *rest = batch
+        return x, y, (rest[0] if rest else None)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        x, y, mask = self._split(batch)
+        total, count = self.loss_terms(self(x), y, mask)
+        loss = total / count
+        if not torch.isfinite(loss):
+            raise Diverged(f"training loss {loss.item()} at step {self.global_step}")
+        self.log("train_loss", loss, prog_bar=False, batch_size=x.shape[0])
+        return loss
+
+    def _evaluate(self, batch, metric: torchmetrics.Metric) -> None:
+        x, y, mask = self._split(batch)
+        out = self(x)
+        if self.spec.metric == "accuracy":
+            metric.update(out.argmax(-1), y)
+        else:
+            total, count = self.loss_terms(out, y, mask)
+            metric.update(total / count, weight=count)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metric)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val_metric", self.val_metric.compute())
+        self.val_metric.reset()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metric)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test_metric", self.test_metric.compute())
+        self.test_metric.reset()
+
+    def configure_optimizers(self):
+        o = self.opt
+        special = self.cell.param_groups()
+        taken = {id(p) for ps in special.values() for p in ps}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in taken]}]
+        for name, ps in special.items():
+            # e.g. dtriv's orthogonal generator: lr scaled as its authors did (lr_orth = lr / 10)
+            groups.append({"params": ps, "lr": o["lr"] * o.get(f"{name}_lr_factor", 0.1)})
+        if o["name"] == "adam":
+            return torch.optim.Adam(groups, lr=o["lr"])
+        if o["name"] == "rmsprop":
+            return torch.optim.RMSprop(groups, lr=o["lr"], alpha=o.get("alpha", 0.99))
+        if o["name"] == "sgd":
+            return torch.optim.SGD(groups, lr=o["lr"], momentum=o.get("momentum", 0.0))
+        raise ValueError(f"unknown optimizer {o['name']!r}")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.cell.after_optimizer_step()

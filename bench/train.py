@@ -1,0 +1,113 @@
+"""One run: (task, cell spec, hyperparameters, seed, budget) -> metrics at the best-validation epoch."""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from bench.budget import Budget
+from bench.errors import UserError
+from bench.model import Diverged, SeqModel, model_parameters
+from bench.registry import CellSpec, create_cell, resolve_hparams
+from bench.task import TaskData, TaskSpec
+
+for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
+
+
+@dataclass
+class RunResult:
+    """What one finished run stores."""
+
+    val: float                      # best validation metric
+    test: float                     # test metric at the best-validation epoch
+    best_epoch: int
+    epochs: int
+    curve: list[float] = field(default_factory=list)   # validation metric per epoch
+    wall_s: float = 0.0
+
+    def as_attrs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BestState(pl.Callback):
+    """Keeps a copy of the weights at the best validation metric (no checkpoint files)."""
+
+    def __init__(self, spec: TaskSpec):
+        self.spec, self.best, self.epoch, self.state, self.curve = spec, None, -1, None, []
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        value = float(trainer.callback_metrics["val_metric"])
+        self.curve.append(value)
+        if not math.isfinite(value):
+            return
+        if self.best is None or self.spec.better(value, self.best):
+            self.best, self.epoch = value, trainer.current_epoch
+            self.state = copy.deepcopy(module.state_dict())
+
+
+def size_for(spec: CellSpec, hparams: dict, task: TaskSpec, params: int, tol: float = 0.02) -> int:
+    """The hidden size whose model (cell + readout) has the parameter count closest to ``params``."""
+    def count(h: int) -> int:
+        return model_parameters(create_cell(spec, task.input_size, h, **hparams), task)
+
+    lo, hi = 1, 1
+    while count(hi) < params:
+        lo, hi = hi, hi * 2
+        if hi > 1 << 16:
+            raise UserError(f"{spec}: no hidden size reaches {params} parameters")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < params else (lo, mid)
+    best = min((lo, hi), key=lambda h: abs(count(h) - params))
+    got = count(best)
+    if abs(got - params) > tol * params:
+        raise UserError(f"{spec}: cannot match {params} parameters within {tol:.0%} "
+                        f"(closest: hidden {best} with {got}); choose another parameter budget")
+    return best
+
+
+def resolve_cell(spec: CellSpec, chosen: dict, task: TaskSpec, budget: Budget,
+                 hidden: int | None, params: int | None) -> tuple[int, dict]:
+    """Every hyperparameter of the cell and its hidden size (pinned, or sized to the budget)."""
+    hp = resolve_hparams(spec, {**budget.cells.get(spec.name, {}), **chosen},
+                         {"seq_len": task.seq_len})
+    return (hidden if hidden is not None else size_for(spec, hp, task, params)), hp
+
+
+def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget: Budget,
+              optimizer: dict[str, Any], seed: int, callbacks: list[pl.Callback] = (),
+              device: str = "cpu") -> RunResult:
+    """Train one model from ``seed``; the test metric is taken with the best-validation weights."""
+    start = time.perf_counter()
+    pl.seed_everything(seed, workers=True, verbose=False)   # before the cell: init is seeded too
+    cell = create_cell(spec, data.spec.input_size, hidden, **hparams)
+    model = SeqModel(cell, data.spec, optimizer)
+    data.configure(budget.batch_size, seed)
+    best = BestState(data.spec)
+    trainer = pl.Trainer(
+        max_epochs=budget.epochs, accelerator=device, devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, gradient_clip_val=budget.grad_clip, deterministic=device == "cpu",
+        callbacks=[best, *callbacks])
+    trainer.fit(model, datamodule=data)
+    for cb in callbacks:
+        if getattr(cb, "pruned", False):
+            raise cb.pruned_exc
+    if best.state is None:
+        raise Diverged("no finite validation metric")
+    model.load_state_dict(best.state)
+    test = trainer.test(model, datamodule=data, verbose=False)[0]["test_metric"]
+    return RunResult(val=best.best, test=float(test), best_epoch=best.epoch,
+                     epochs=trainer.current_epoch, curve=best.curve,
+                     wall_s=time.perf_counter() - start)

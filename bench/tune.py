@@ -1,0 +1,236 @@
+"""Equal-budget tuning with Optuna, then the best configuration retrained on N seeds.
+
+Every cell gets the same sampler (TPE, fixed seed), trials, epochs, pruner, optimizer and seeds;
+only its registered hyperparameters differ. Per (task, cell, budget, size) there are two studies
+in one storage: ``... | tune`` (the trials) and ``... | seeds`` (the final runs). Interrupted work
+resumes: finished trials and seed runs are reused, a trial left RUNNING is marked failed and rerun.
+Determinism across interruptions: trial k is sampled by a TPE seeded with (sampler_seed, k) over
+the same history, and trained from seed k, so a resumed job equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import optuna
+import pytorch_lightning as pl
+
+from bench.budget import Budget, budget_json
+from bench.model import Diverged, model_parameters
+from bench.registry import CellSpec, create_cell
+from bench.task import TaskConfig, TaskData
+from bench.train import resolve_cell, train_run
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TrialState = optuna.trial.TrialState
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> Any: ...
+    def set_postfix_str(self, s: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What makes results comparable: task (with options), budget preset and model size."""
+
+    task: TaskConfig
+    budget: Budget
+    hidden: int | None = None
+    params: int | None = None
+
+    @property
+    def size(self) -> str:
+        return f"hidden={self.hidden}" if self.hidden is not None else f"params={self.params}"
+
+    def study_name(self, spec: CellSpec | str, kind: str) -> str:
+        return f"{self.task.id} | {spec} | {self.budget.name} | {self.size} | {kind}"
+
+    def prefix(self) -> tuple[str, str]:
+        """Study names of this experiment start and end with these."""
+        return f"{self.task.id} | ", f" | {self.budget.name} | {self.size} | seeds"
+
+
+@functools.cache
+def provenance() -> dict[str, str]:
+    """Package versions and the git commit of this checkout, stored with every run."""
+    import torch
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
+            "pytorch_lightning": pl.__version__, "optuna": optuna.__version__}
+
+
+def counted(t: optuna.trial.FrozenTrial) -> bool:
+    """A trial that used budget: finished, pruned, or diverged (an interrupted one did not)."""
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+        and t.user_attrs.get("fail_reason") != "interrupted")
+
+
+def _fail_stale(study: optuna.Study, single_process: bool) -> None:
+    if single_process:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted")
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    else:
+        optuna.storages.fail_stale_trials(study)
+
+
+def _study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskData,
+           single_process: bool) -> optuna.Study:
+    direction = data.spec.direction
+    study = optuna.create_study(storage=storage, study_name=exp.study_name(spec, kind),
+                                direction=direction, load_if_exists=True)
+    if "task" not in study.user_attrs:       # readable in optuna-dashboard, and for the report
+        for k, v in {"task": exp.task.id, "cell": str(spec), "budget": exp.budget.name,
+                     "size": exp.size, "kind": kind, "metric": data.spec.metric,
+                     "direction": direction, "trivial": data.spec.trivial,
+                     "trivial_note": data.spec.trivial_note, "budget_json": budget_json(exp.budget),
+                     **provenance()}.items():
+            study.set_user_attr(k, v)
+    _fail_stale(study, single_process)
+    return study
+
+
+class _Pruning(pl.Callback):
+    """Reports every epoch's validation metric to Optuna; stops the run if the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial, self.pruned, self.pruned_exc = trial, False, None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        value = float(trainer.callback_metrics["val_metric"])
+        self.trial.report(value, trainer.current_epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            self.pruned_exc = optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}")
+            trainer.should_stop = True
+
+
+def suggest(trial: optuna.Trial, spec: CellSpec, budget: Budget) -> tuple[dict, dict]:
+    """Sample the shared optimizer settings and the cell's own registered hyperparameters."""
+    opt = budget.suggest_optimizer(trial)
+    chosen: dict[str, Any] = {}
+    fixed = budget.cells.get(spec.name, {})
+    for name, p in spec.tunable().items():
+        if name in fixed:
+            continue
+        if p.choices is not None:
+            chosen[name] = trial.suggest_categorical(name, list(p.search))
+        elif p.kind is int:
+            chosen[name] = trial.suggest_int(name, int(p.search[0]), int(p.search[1]), log=p.log)
+        else:
+            chosen[name] = trial.suggest_float(name, p.search[0], p.search[1], log=p.log)
+    return opt, chosen
+
+
+def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
+                  data: TaskData, opt: dict, chosen: dict, seed: int, device: str,
+                  callbacks: list, value_key: str) -> None:
+    """Size, train, and record one trial: COMPLETE with its metrics, PRUNED, or FAIL with a reason."""
+    hidden, hp = resolve_cell(spec, chosen, data.spec, exp.budget, exp.hidden, exp.params)
+    n_params = model_parameters(create_cell(spec, data.spec.input_size, hidden, **hp), data.spec)
+    attrs = {"spec": str(spec), "hparams": hp, "optimizer": opt, "seed": seed, "hidden": hidden,
+             "params": n_params, "budget": exp.budget.name,
+             "budget_fingerprint": exp.budget.fingerprint, **provenance()}
+    for k, v in attrs.items():
+        trial.set_user_attr(k, v)
+    try:
+        res = train_run(data, spec, hp, hidden, exp.budget, opt, seed, callbacks, device)
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    except Diverged as e:
+        trial.set_user_attr("fail_reason", f"diverged: {e}")
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    except BaseException:
+        # Ctrl-C or a crash: leave a clear mark; the next run reruns this trial.
+        trial.set_user_attr("fail_reason", "interrupted")
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    for k, v in res.as_attrs().items():
+        trial.set_user_attr(k, v)
+    study.tell(trial, getattr(res, value_key))
+
+
+def tune_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, progress: Progress,
+              device: str = "cpu", single_process: bool = True) -> optuna.Study:
+    """Run the cell's tuning study up to the budget's number of counted trials."""
+    b = exp.budget
+    study = _study(storage, exp, spec, "tune", data, single_process)
+    while (done := sum(map(counted, study.get_trials(deepcopy=False)))) < b.trials:
+        study.sampler = optuna.samplers.TPESampler(seed=b.sampler_seed * 100_003 + done,
+                                                   n_startup_trials=b.startup_trials)
+        study.pruner = b.make_pruner()
+        trial = study.ask()
+        opt, chosen = suggest(trial, spec, b)
+        progress.set_postfix_str(f"{spec} trial {done + 1}/{b.trials}")
+        _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=done, device=device,
+                      callbacks=[_Pruning(trial)], value_key="val")
+        progress.update(1)
+    return study
+
+
+def best_config(study: optuna.Study) -> dict[str, Any]:
+    """The best completed trial's parameters (empty if none completed: registered defaults)."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not done:
+        return {}
+    best = study.best_trial
+    return dict(best.params)
+
+
+def seed_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, params: dict,
+              progress: Progress, device: str = "cpu", single_process: bool = True) -> optuna.Study:
+    """Retrain the chosen configuration on every seed of the budget not yet finished."""
+    study = _study(storage, exp, spec, "seeds", data, single_process)
+    study.sampler = optuna.samplers.RandomSampler(seed=exp.budget.sampler_seed)  # only if no best
+    finished = {t.user_attrs.get("seed") for t in study.get_trials(deepcopy=False) if counted(t)}
+    for seed in exp.budget.seed_list():
+        if seed in finished:
+            continue
+        study.enqueue_trial(params, skip_if_exists=False)
+        trial = study.ask()
+        opt, chosen = suggest(trial, spec, exp.budget)
+        progress.set_postfix_str(f"{spec} seed {seed}")
+        _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=seed, device=device,
+                      callbacks=[], value_key="test")
+        progress.update(1)
+    return study
+
+
+def finished_runs(storage, exp: Experiment, specs: list[CellSpec]) -> int:
+    """Runs already finished for this experiment (to start the progress bar where it was)."""
+    ids = {s.study_name: s._study_id for s in storage.get_all_studies()}
+    n = 0
+    for spec in specs:
+        for kind, cap in (("tune", exp.budget.trials), ("seeds", exp.budget.seeds)):
+            name = exp.study_name(spec, kind)
+            if name in ids:
+                trials = storage.get_all_trials(ids[name], deepcopy=False)
+                n += min(cap, sum(map(counted, trials)))
+    return n
+
+
+def run_experiment(storage, exp: Experiment, specs: list[CellSpec], data: TaskData,
+                   progress: Progress, device: str = "cpu", single_process: bool = True,
+                   on_cell_done: Callable[[CellSpec], None] | None = None) -> None:
+    """Tune every cell under the same budget, then retrain each one's best on the seeds."""
+    for spec in specs:
+        study = tune_cell(storage, exp, spec, data, progress, device, single_process)
+        seed_cell(storage, exp, spec, data, best_config(study), progress, device, single_process)
+        if on_cell_done:
+            on_cell_done(spec)

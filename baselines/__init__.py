@@ -1,2 +1,2 @@
 """Comparison cells, one module per family; importing this package registers them."""
-from baselines import gru, lstm  # noqa: F401
+from baselines import dtriv, gru, janet, lmu, lstm, nru, urlstm  # noqa: F401

@@ -51,3 +51,39 @@ class LSTM(TorchRNN):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
+
+
+#: sequence length a chrono-initialised cell assumes when no task context gives ``seq_len``
+#: (pMNIST's 784); the harness always passes the task's length.
+DEFAULT_T_MAX = 784
+
+
+def chrono_bias(n: int, high: float) -> Tensor:
+    """``n`` chrono forget biases log(U[1, high]) (Tallec & Ollivier 2018)."""
+    return torch.empty(n).uniform_(1.0, float(high)).log_()
+
+
+T_MAX = HParam("t_max", None, valid="[2, inf)", kind=int, default_from="seq_len",
+               doc="longest dependency the chrono init targets; the task's sequence length")
+
+
+@register_cell("chrono_lstm", family="lstm", hparams=(T_MAX,))
+class ChronoLSTM(LSTM):
+    """LSTM with chrono initialisation (Tallec & Ollivier 2018, "Can RNNs warp time?").
+
+    b_f ~ log(U[1, T_max - 1]), b_i = -b_f, b_g = b_o = 0, all on ``bias_ih_l0``;
+    ``bias_hh_l0`` starts at zero (a second nonzero vector would double the bias) and stays
+    trainable, so the parameterisation equals ``lstm``'s and only the initialisation differs.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, t_max: int | None = None):
+        super().__init__(input_size, hidden_size)
+        n, t_max = hidden_size, DEFAULT_T_MAX if t_max is None else t_max
+        self.t_max = int(t_max)
+        b_f = chrono_bias(n, self.t_max - 1)
+        with torch.no_grad():                      # gate order i, f, g, o
+            self.core.bias_ih_l0.copy_(torch.cat([-b_f, b_f, b_f.new_zeros(2 * n)]))
+            self.core.bias_hh_l0.zero_()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", t_max={self.t_max}"

@@ -48,7 +48,9 @@ class HParam:
                 value = value.lower() in ("true", "1")
             elif self.kind is int and isinstance(value, str) and value.lower() in ("inf", "infinity"):
                 value = math.inf
-            elif self.kind is int and not (isinstance(value, float) and math.isinf(value)):
+            elif self.kind is int and isinstance(value, float) and math.isinf(value):
+                pass      # K = infinity (e.g. dtriv: never rebase)
+            elif self.kind is int:
                 if float(value) != int(float(value)):
                     raise ValueError(value)
                 value = int(float(value))

@@ -1,0 +1,267 @@
+"""Sequential and permuted MNIST: 784 pixels read one per step, the class read at the last step.
+
+Data: the four IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each raw or ``.gz``) are looked up in the
+task option ``data_dir`` or, when it is not given, in the environment variable
+``BENCH_DATA_DIR``; in that folder itself or its ``mnist/`` or ``MNIST/raw/`` subfolder (where
+torchvision puts them). Without either, ``~/.cache/momentum-bench`` is used. When the files are
+absent and torchvision is installed, they are downloaded through it; torchvision is optional.
+
+Protocol: pixels scaled to [0, 1]; the permutation comes from ``data_seed`` only
+(``numpy.random.RandomState(data_seed).permutation(784)``, so the default 92916 is expRNN's and
+scoRNN's permutation), identical across training seeds and cells. ``permute_per_seed=true``
+reproduces the official MomentumRNN script, which drew the permutation from the training seed.
+Validation is a fixed ``val_fraction`` of the training set chosen by ``data_seed``; the test set
+is t10k. ``n_train``/``n_val``/``n_test`` (0 = all) cap each split for quick looks.
+Trivial score: the accuracy on the test set of always predicting the majority class of the
+training split (0.1135 on real MNIST: class 1), computed from the labels when first needed.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench.errors import UserError
+from bench.registry import HParam, register_task
+from bench.task import Batches, TaskData, TaskSpec
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MAGIC = {"images": 2051, "labels": 2049}     # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
+SIDE = 28
+EVAL_BATCH = 1000
+
+
+def data_root(data_dir: str | None) -> Path:
+    """The folder named by ``data_dir``, else ``$BENCH_DATA_DIR``, else the user cache."""
+    d = data_dir or os.environ.get("BENCH_DATA_DIR") or "~/.cache/momentum-bench"
+    return Path(d).expanduser()
+
+
+def _candidates(root: Path, stem: str) -> list[Path]:
+    dirs = (root, root / "mnist", root / "MNIST" / "raw")
+    names = (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz")
+    return [d / n for d in dirs for n in names]
+
+
+def find_files(root: Path) -> dict[str, Path] | None:
+    """Paths of the four IDX files under ``root``, or None if any is missing."""
+    found = {}
+    for key, stem in FILES.items():
+        path = next((p for p in _candidates(root, stem) if p.is_file()), None)
+        if path is None:
+            return None
+        found[key] = path
+    return found
+
+
+def missing_message(root: Path) -> str:
+    names = ", ".join(f"{s}[.gz]" for s in FILES.values())
+    return (f"MNIST not found: put {names} in {root} (or pass --data-dir DIR, or set BENCH_DATA_DIR; "
+            f"with torchvision installed and a network they are downloaded)")
+
+
+def read_idx(path: Path, kind: str) -> np.ndarray:
+    """Read one IDX file (raw or gzipped) of ``kind`` 'images' or 'labels', checking it fully."""
+    try:
+        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as e:          # EOFError: a truncated gzip stream
+        raise UserError(f"{path}: cannot read ({e})") from None
+    if len(raw) < 4:
+        raise UserError(f"{path}: truncated ({len(raw)} bytes, no IDX header)")
+    magic = struct.unpack(">I", raw[:4])[0]
+    if magic != MAGIC[kind]:
+        raise UserError(f"{path}: wrong magic number {magic} (expected {MAGIC[kind]} for IDX {kind})")
+    ndim = magic & 0xFF
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise UserError(f"{path}: truncated (header needs {head} bytes, file has {len(raw)})")
+    dims = struct.unpack(f">{ndim}I", raw[4:head])
+    size = int(np.prod(dims))
+    if len(raw) - head != size:
+        what = "truncated" if len(raw) - head < size else "too long"
+        raise UserError(f"{path}: {what} ({len(raw) - head} data bytes, header {list(dims)} "
+                        f"promises {size})")
+    if kind == "images" and dims[1:] != (SIDE, SIDE):
+        raise UserError(f"{path}: images are {dims[1]}x{dims[2]}, expected {SIDE}x{SIDE}")
+    arr = np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
+    if kind == "labels" and arr.size and arr.max() > 9:
+        raise UserError(f"{path}: label {int(arr.max())} out of range 0..9")
+    return arr
+
+
+def load(root: Path) -> dict[str, np.ndarray]:
+    """Images (N, 784) uint8 and labels (N,) uint8 of the train and t10k sets, validated."""
+    paths = find_files(root)
+    if paths is None:
+        raise UserError(missing_message(root))
+    out = {}
+    for split in ("train", "test"):
+        images = read_idx(paths[f"{split}_images"], "images")
+        labels = read_idx(paths[f"{split}_labels"], "labels")
+        if len(images) != len(labels):
+            raise UserError(f"{paths[f'{split}_labels']}: {len(labels)} labels for "
+                            f"{len(images)} images in {paths[f'{split}_images']}")
+        if not len(images):
+            raise UserError(f"{paths[f'{split}_images']}: the {split} split is empty")
+        out[f"{split}_images"] = images.reshape(len(images), SIDE * SIDE)
+        out[f"{split}_labels"] = labels
+    return out
+
+
+def _download(root: Path) -> bool:
+    """Fetch MNIST through torchvision if it is installed; False when it is not."""
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError:
+        return False
+    try:
+        for train in (True, False):
+            MNIST(str(root), train=train, download=True)
+    except Exception as e:                     # network or disk: say so in one line
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{missing_message(root)}; torchvision download failed: {msg}") from None
+    return True
+
+
+def check(data_dir: str | None = None) -> dict:
+    """Validate the IDX files (no download) and summarise what was found."""
+    root = data_root(data_dir)
+    data = load(root)
+    paths = find_files(root) or {}
+    summary: dict = {"files": {k: str(p) for k, p in paths.items()}}
+    for split in ("train", "test"):
+        labels = data[f"{split}_labels"]
+        summary[split] = {"images": len(labels), "shape": [SIDE, SIDE],
+                          "per_class": np.bincount(labels, minlength=10).tolist()}
+    return summary
+
+
+def permutation(seed: int) -> Tensor:
+    """The pixel order for ``seed``: exactly expRNN's ``RandomState(seed).permutation(784)``."""
+    return torch.from_numpy(np.random.RandomState(seed).permutation(SIDE * SIDE))
+
+
+def split_indices(n: int, val_fraction: float, data_seed: int) -> tuple[Tensor, Tensor]:
+    """A fixed (train, val) partition of ``range(n)`` drawn from the data seed."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(data_seed))
+    n_val = max(1, round(n * val_fraction))
+    return order[n_val:], order[:n_val]
+
+
+class MNISTTask(TaskData):
+    """Pixel-by-pixel MNIST, permuted (``pmnist``) or in raster order (``smnist``)."""
+
+    def __init__(self, name: str, permute: bool, data_dir: str | None, data_seed: int,
+                 val_fraction: float, permute_per_seed: bool = False, n_train: int = 0,
+                 n_val: int = 0, n_test: int = 0):
+        super().__init__()
+        self.name, self.permute, self.permute_per_seed = name, permute, permute_per_seed
+        self.root, self.data_seed, self.val_fraction = data_root(data_dir), data_seed, val_fraction
+        self.caps = {"train": n_train, "val": n_val, "test": n_test}
+        self._sets: dict[str, tuple[Tensor, Tensor]] | None = None
+        self._spec = TaskSpec(name, input_size=1, output_size=10, seq_len=SIDE * SIDE,
+                              readout="last", loss="ce", metric="accuracy", direction="maximize",
+                              trivial=0.1, trivial_note="")
+
+    @property
+    def spec(self) -> TaskSpec:  # type: ignore[override]
+        """The task spec; its trivial score needs the labels, so the data load on first access."""
+        self._load()
+        return self._spec
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+
+    def _load(self) -> None:
+        if self._sets is not None:
+            return
+        if find_files(self.root) is None:
+            _download(self.root)
+        data = load(self.root)
+        train, val = split_indices(len(data["train_labels"]), self.val_fraction, self.data_seed)
+        test = torch.arange(len(data["test_labels"]))
+        images = {"train": data["train_images"], "val": data["train_images"], "test": data["test_images"]}
+        labels = {"train": data["train_labels"], "val": data["train_labels"], "test": data["test_labels"]}
+        self._sets = {}
+        for split, idx in (("train", train), ("val", val), ("test", test)):
+            cap = self.caps[split]
+            idx = idx[:cap] if cap else idx
+            self._sets[split] = (torch.from_numpy(images[split][idx.numpy()]),
+                                 torch.from_numpy(labels[split][idx.numpy()].astype(np.int64)))
+        # the honest trivial solution: the training split's majority class, scored on test
+        majority = int(torch.bincount(self._sets["train"][1], minlength=10).argmax())
+        acc = float((self._sets["test"][1] == majority).float().mean())
+        self._spec = replace(self._spec, trivial=acc, trivial_note=(
+            f"always predict the training split's majority class ({majority}): test accuracy"))
+
+    def order(self) -> Tensor | None:
+        """The pixel order of this run (None: raster order)."""
+        if not self.permute:
+            return None
+        return permutation(self.train_seed if self.permute_per_seed else self.data_seed)
+
+    def _batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
+        self._load()
+        perm = self.order()
+
+        def transform(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+            # stored as uint8 (47 MB for all of MNIST); scaled and permuted per batch
+            if perm is not None:
+                x = x[:, perm]
+            return x.unsqueeze(-1).float().div_(255.0), y
+
+        return Batches(self._sets[split], batch_size, seed, transform=transform)
+
+    def train_dataloader(self) -> Batches:
+        return self._batches("train", self.batch_size, self.train_seed)
+
+    def val_dataloader(self) -> Batches:
+        return self._batches("val", EVAL_BATCH, None)
+
+    def test_dataloader(self) -> Batches:
+        return self._batches("test", EVAL_BATCH, None)
+
+    def summary(self) -> dict:
+        self._load()
+        return {f"{k} images": len(v[1]) for k, v in self._sets.items()} | {
+            "permutation": ("none" if not self.permute else
+                            "per training seed" if self.permute_per_seed else f"data_seed {self.data_seed}"),
+            "trivial": round(self._spec.trivial, 4)}
+
+
+OPTIONS = (
+    HParam("data_dir", None, kind=str, doc="folder with the IDX files (else $BENCH_DATA_DIR)"),
+    HParam("data_seed", 92916, kind=int, valid="[0, 4294967295]",
+           doc="seed of the permutation and the validation split"),
+    HParam("val_fraction", 0.1, kind=float, valid="(0, 1)", doc="share of train held out for validation"),
+    HParam("n_train", 0, kind=int, valid="[0, inf)", doc="cap on training images (0 = all)"),
+    HParam("n_val", 0, kind=int, valid="[0, inf)", doc="cap on validation images (0 = all)"),
+    HParam("n_test", 0, kind=int, valid="[0, inf)", doc="cap on test images (0 = all)"),
+)
+
+
+@register_task("pmnist", options=(*OPTIONS, HParam(
+    "permute_per_seed", False, kind=bool,
+    doc="draw the permutation from the training seed (the official MomentumRNN script)")),
+    local=("data_dir",))
+def pmnist(**options) -> MNISTTask:
+    """Permuted MNIST: 784 pixels in a fixed random order, one per step (accuracy)."""
+    return MNISTTask("pmnist", True, **options)
+
+
+@register_task("smnist", options=OPTIONS, local=("data_dir",))
+def smnist(**options) -> MNISTTask:
+    """Sequential MNIST: 784 pixels in raster order, one per step (accuracy)."""
+    return MNISTTask("smnist", False, **options)

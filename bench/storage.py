@@ -1,7 +1,7 @@
 """Opening an Optuna storage from a URL, checked before anything is written."""
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -25,8 +25,14 @@ def check_url(url: str) -> None:
     if not path.name or path.is_dir():
         raise UserError(f"storage URL {url!r} names no file; valid: {', '.join(SCHEMES)}")
     parent = _existing_parent(path.parent)
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"storage {url!r} is not writable ({parent} is read-only)")
+    try:   # os.access says yes to root everywhere (even /proc): probe with a vanishing temp file
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+        if path.exists():
+            with open(path, "ab"):
+                pass
+    except OSError as e:
+        raise UserError(f"storage {url!r} is not writable ({e.strerror}: {parent})") from None
 
 
 def _existing_parent(p: Path) -> Path:

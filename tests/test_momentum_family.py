@@ -135,9 +135,10 @@ def test_adam_parallel_path_matches_transcription():
             torch.testing.assert_close(a, b, **F64)
 
 
-@pytest.mark.parametrize("restart", [0, 1, 2, 7, 40])
-@pytest.mark.parametrize("k0", [None, 0, 3, 9])
+@pytest.mark.parametrize("restart, k0", [(0, None), (1, None), (2, None), (7, None), (40, None),
+                                         (7, 0), (7, 3), (7, 9), (0, 3)])
 def test_sr_lstm_matches_official_transcription(restart, k0):
+    """k0: a carried-in count, also one past restart (the official modulo rule then applies)."""
     cell = make("sr_lstm", s=0.9, restart=restart)
     x = torch.randn(3, T, 3, dtype=torch.float64)
     state = None
@@ -202,7 +203,7 @@ def test_fast_gradients_equal_autograd_through_step_loop(name):
 @pytest.mark.parametrize("name", SCAN_CELLS)
 def test_gradcheck(name):
     cell = make(name, inp=2, hidden=2)
-    x = torch.randn(2, 35, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 34, 2, dtype=torch.float64, requires_grad=True)
     h, c, m, last = random_state(cell, 2)
     state = (h.requires_grad_(), c.requires_grad_(), m.requires_grad_())
     params = [p for p in cell.parameters() if p.requires_grad]
@@ -211,14 +212,14 @@ def test_gradcheck(name):
         y, st = cell(x, (h, c, m, last))
         return y, *st[:3]
 
-    assert torch.autograd.gradcheck(f, (x, *state, *params), atol=1e-6, eps=1e-6)
+    assert torch.autograd.gradcheck(f, (x, *state, *params), atol=1e-6, eps=1e-6, fast_mode=True)
 
 
 @pytest.mark.parametrize("name", SCAN_CELLS)
 def test_finite_gradients_through_1000_steps(name):
     torch.manual_seed(0)
-    cell = create_cell(name, 2, 16)
-    x = torch.randn(4, 1000, 2)
+    cell = create_cell(name, 2, 8)
+    x = torch.randn(2, 1000, 2)
     y, _ = cell(x)
     y[:, -1].sum().backward()
     grads = [p.grad for p in cell.parameters() if p.requires_grad]

@@ -53,23 +53,30 @@ class _NesterovLSTMScan(torch.autograd.Function):
     """The whole SRLSTM sequence in one loop, time-major, with a hand-written backward.
 
     Inputs: x (T, B, I), M = [U, b_h - s b_x, -s W] so that u_t = [h_{t-1}, 1, x_t] M^T, the
-    state, and the momentum coefficients (k_t - 1)/(k_t + 2) as (T, B, 1).
+    state, and the momentum coefficients (k_t - 1)/(k_t + 2) as (T, B, 1). The input part of u
+    is one GEMM per block of ``BLOCK`` steps; the backward's weight gradients likewise.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, M: Tensor, h0: Tensor, c0: Tensor, u0: Tensor, coef: Tensor):
-        T, n = x.shape[0], h0.shape[1]
+        T, (B, n) = x.shape[0], h0.shape
+        K = min(BLOCK, T)
         z = hidden_buffer(h0, T, extra=x.shape[2])
         z[:T, :, n + 1:] = x
         z[T, :, n + 1:] = 0
+        A = x.new_empty(K, B, 4 * n)                  # b_h - s (W x_t + b_x), reused per block
         u_prev, cs, steps = u0, [c0], []
-        for t in range(T):
-            u = torch.mm(z[t], M.t())
-            p = torch.addcmul(u, coef[t], u - u_prev)
-            a, c, tc = lstm_gates_forward(p, cs[t], z[t + 1, :, :n])
-            cs.append(c)
-            steps.append((a, tc))
-            u_prev = u
+        for b0 in range(0, T, K):
+            L = min(K, T - b0)
+            torch.mm(z[b0:b0 + L, :, n:].flatten(0, 1), M[:, n:].t(), out=A[:L].view(L * B, -1))
+            for j in range(L):
+                t = b0 + j
+                u = torch.addmm(A[j], z[t, :, :n], M[:, :n].t())
+                p = torch.addcmul(u, coef[t], u - u_prev)
+                a, c, tc = lstm_gates_forward(p, cs[t], z[t + 1, :, :n])
+                cs.append(c)
+                steps.append((a, tc))
+                u_prev = u
         ctx.save_for_backward(M, z, coef)
         ctx.cs, ctx.steps = cs, steps
         return z[1:, :, :n], z[T, :, :n].clone(), c.clone(), u_prev

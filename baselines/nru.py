@@ -173,6 +173,6 @@ class _NRUScan(torch.autograd.Function):
         dW_h = dZ2[B:].T @ H2[:-B] + dZ2[:B].T @ h0
         dW_m = dZ2[B:].T @ Mem2[:-B] + dZ2[:B].T @ m0
         dA_m = dO2[B:].T @ Mem2[:-B] + dO2[:B].T @ m0
-        x2 = x.reshape(T * B, -1)
-        return ((dZ2 @ W_x).view_as(x), dZ2.T @ x2, dZ2.sum(0), dW_h, dW_m, dO2.T @ H2, dA_m,
+        dx = (dZ2 @ W_x).view_as(x) if ctx.needs_input_grad[0] else None  # inputs rarely need it
+        return (dx, dZ2.T @ x.reshape(T * B, -1), dZ2.sum(0), dW_h, dW_m, dO2.T @ H2, dA_m,
                 dO2.sum(0), dh, dm, None)

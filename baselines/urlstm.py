@@ -41,7 +41,8 @@ class URLSTM(Cell):
         self.weight_ih = nn.Parameter(torch.empty(4 * n, input_size).uniform_(-k, k))
         self.weight_hh = nn.Parameter(torch.empty(4 * n, n).uniform_(-k, k))
         self.bias = nn.Parameter(torch.zeros(4 * n))
-        u = torch.empty(n).uniform_(1 / n, 1 - 1 / n)
+        # U[1/d, 1 - 1/d] is empty for d < 2; a single unit starts at u = 1/2.
+        u = torch.empty(n).uniform_(1 / n, 1 - 1 / n) if n > 2 else torch.full((n,), 0.5)
         self.forget_bias = nn.Parameter(torch.logit(u))
 
     def gate_bias(self) -> Tensor:
@@ -122,5 +123,5 @@ class _URLSTMScan(torch.autograd.Function):
             dh = d @ U
         dP2 = dP.view(T * B, 4 * n)
         H_prev = torch.cat([h0.unsqueeze(0), H[:-1]]).view(T * B, n)
-        x2 = x.reshape(T * B, -1)
-        return ((dP2 @ W).view_as(x), dP2.T @ x2, dP2.sum(0), dP2.T @ H_prev, dh, dc)
+        dx = (dP2 @ W).view_as(x) if ctx.needs_input_grad[0] else None   # inputs rarely need it
+        return dx, dP2.T @ x.reshape(T * B, -1), dP2.sum(0), dP2.T @ H_prev, dh, dc

@@ -7,19 +7,24 @@ alike; the median over reps is reported, and the ratio to the reference's median
 
 Peak memory of one forward+backward, beyond what was held before it:
 - CUDA: ``torch.cuda.max_memory_allocated`` (the caching allocator's own count).
-- CPU: the peak of the running sum of allocations and frees that the profiler records
-  (``profile_memory=True``) for PyTorch's CPU allocator: every tensor, including oneDNN's RNN
-  workspace; memory a library allocates outside PyTorch is not seen. ``None`` if unavailable.
-  (The resident-set peak, VmHWM, is no measure here: freed memory is reused without new pages.)
+- CPU: the same idea, counted by a dispatch mode: every tensor storage an op creates counts
+  from its creation until it is freed, and the peak of that running sum is reported. It sees
+  every tensor (oneDNN's RNN workspace included) but not scratch memory an op frees before it
+  returns. (The resident-set peak, VmHWM, is no measure: freed memory is reused without new
+  pages, so it reads 0 after a warm-up.) Counting adds Python work per op, so it runs apart
+  from the timed reps.
 """
 from __future__ import annotations
 
 import statistics
 import time
+import weakref
 from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from bench.registry import CellSpec, create_cell
 
@@ -46,7 +51,8 @@ def measure(cells: list[str | CellSpec], batch: int, seq: int, hidden: int, devi
         y = model(x)[0]
         y.sum().backward()
 
-    sync: Callable[[], None] = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync: Callable[[], None] = ((lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda"
+                                else (lambda: None))
     for _ in range(warmup):
         for _, m, _ in models:
             run(m)
@@ -80,16 +86,35 @@ def _peak_mb(fn: Callable[[], None], dev: torch.device) -> float | None:
         return (torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20
     if dev.type != "cpu":
         return None
-    try:
-        from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            fn()
-        events = prof.profiler.kineto_results.events()
-        changes = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-    except (AttributeError, RuntimeError):      # the profiler's result API moved
-        return None
-    used = peak = 0
-    for _, nbytes in changes:
-        used += nbytes
-        peak = max(peak, used)
-    return peak / 2 ** 20
+    with _LiveBytes() as counter:
+        fn()
+    return counter.peak / 2 ** 20
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Peak bytes of the tensor storages that ops create under this mode and that are alive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: set[int] = set()
+        self.used = self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
+                  if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes and key not in inputs and key not in self.live:   # new, not a view/out=
+                self.live.add(key)
+                self.used += nbytes
+                self.peak = max(self.peak, self.used)
+                weakref.finalize(storage, self._free, key, nbytes)
+        return out
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.live.discard(key)
+        self.used -= nbytes

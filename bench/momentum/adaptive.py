@@ -52,7 +52,7 @@ FORGET_BIAS = HParam("forget_bias", 1.0, valid="(-inf, inf)",
 # on first write (measured: 5x the cost of a sigmoid, per step).
 
 def lstm_gates_forward(p: Tensor, c_prev: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Gates of the pre-activation p (B, 4H): write h, return activations (i, f, g, o), c, tanh c."""
+    """Gates of pre-activation p (B, 4H): write h; return activations (i, f, g, o), c, tanh c."""
     n = c_prev.shape[1]
     a = torch.sigmoid(p)                            # one call for all gates; g is redone below
     torch.tanh(p[:, 2 * n:3 * n], out=a[:, 2 * n:3 * n])
@@ -113,7 +113,7 @@ class _AdamLSTMScan(torch.autograd.Function):
         z = hidden_buffer(h0, T)
         sWb = s * Wb
         G, GG, V, R, RE, D = (x1.new_empty(K, B, 4 * n) for _ in range(6))   # reused per block
-        v, r, cs, steps, blocks = v0, r0, [c0], [], []
+        v, r, cs, acts, tcs, blocks = v0, r0, [c0], [], [], []
         for b0 in range(0, T, K):
             L = min(K, T - b0)
             g, gg, vb, rb, re, d = G[:L], GG[:L], V[:L], R[:L], RE[:L], D[:L]
@@ -124,23 +124,27 @@ class _AdamLSTMScan(torch.autograd.Function):
                 r = torch.lerp(r, gg[j], 1 - beta, out=rb[j])   # beta r + (1 - beta) g^2
             rs = torch.add(rb, EPS, out=re).rsqrt()
             torch.mul(vb, rs, out=d)                            # the drive D_t
-            blocks.append((rs, d / re))                         # D / (r + eps) = -2 dD/dr
+            blocks += [rs, d / re]                              # D / (r + eps) = -2 dD/dr
             for j in range(L):
                 t = b0 + j
                 p = torch.addmm(d[j], z[t], Ub.t())
                 a, c, tc = lstm_gates_forward(p, cs[t], z[t + 1, :, :n])
                 cs.append(c)
-                steps.append((a, tc))
-        ctx.save_for_backward(x1, sWb, Ub, z)
-        ctx.cs, ctx.steps, ctx.blocks, ctx.coefs = cs, steps, blocks, (mu, s, beta)
+                acts.append(a)
+                tcs.append(tc)
+        # saved, not kept on ctx: autograd frees saved tensors after the backward
+        ctx.save_for_backward(x1, sWb, Ub, z, *cs, *acts, *tcs, *blocks)
+        ctx.coefs = (mu, s, beta)
         return z[1:, :, :n], z[T, :, :n].clone(), c.clone(), v.clone(), r.clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dY, dhT, dcT, dvT, drT):
-        x1, sWb, Ub, z = ctx.saved_tensors
+        x1, sWb, Ub, z, *rest = ctx.saved_tensors
         mu, s, beta = ctx.coefs
         T, (B, n) = x1.shape[0], dhT.shape
+        cs, acts, tcs = rest[:T + 1], rest[T + 1:2 * T + 1], rest[2 * T + 1:3 * T + 1]
+        blocks = rest[3 * T + 1:]                       # rs, q of each block
         K = min(BLOCK, T)
         dx1 = torch.empty_like(x1) if ctx.needs_input_grad[0] else None
         dWb, dUb = torch.zeros_like(sWb), torch.zeros_like(Ub)
@@ -149,14 +153,13 @@ class _AdamLSTMScan(torch.autograd.Function):
         dh, dc = dhT, dcT                   # gradients reaching h_t and c_t from later steps
         Dv, Dr = torch.zeros_like(dvT), torch.zeros_like(drT)   # dL/dv_{t+1}, -2 dL/dr_{t+1}
         for b0 in reversed(range(0, T, K)):
-            rs, q = ctx.blocks[b0 // K]
+            rs, q = blocks[2 * (b0 // K):2 * (b0 // K) + 2]
             L = rs.shape[0]
             dp, g = P[:L], G[:L]
             for j in reversed(range(L)):
                 t = b0 + j
-                a, tc = ctx.steps[t]
-                dc = lstm_gates_backward(dY[t] + dh, dc, a, ctx.cs[t], tc, z[t + 1, :, :n],
-                                         dp[j], one)
+                dc = lstm_gates_backward(dY[t] + dh, dc, acts[t], cs[t], tcs[t],
+                                         z[t + 1, :, :n], dp[j], one)
                 dh = torch.mm(dp[j], Ub[:, :n])
             dUb.addmm_(dp.flatten(0, 1).t(), z[b0:b0 + L].flatten(0, 1))
             # the drive D = v rs, rs = (r + eps)^(-1/2): dD/dv = rs, dD/dr = -q/2
@@ -183,7 +186,7 @@ def decayed(x0: Tensor, rate: float, T: int) -> Tensor:
 
 @register_cell("adam_lstm", hparams=(MU, S_ADAM, BETA, FORGET_BIAS), family="momentum")
 class AdamLSTM(MomentumLSTM):
-    """AdamLSTM: an LSTM whose input drive is an Adam-style normalised momentum (no bias correction)."""
+    """AdamLSTM: an LSTM driven by an Adam-style normalised momentum (no bias correction)."""
 
     state_names = ("h", "c", "v", "r")
     #: "fused" (the CPU loop), "parallel" (filters + cuDNN), or None: by device
@@ -199,6 +202,7 @@ class AdamLSTM(MomentumLSTM):
         return (n, n, 4 * n, 4 * n)
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step, as AdamLSTMCell.forward of the official momentumnet.py."""
         h, c, v, r = state
         g = x_t @ self.W.T + self.b_x
         v = self.mu * v + self.s * g

@@ -7,9 +7,10 @@ mnist-timit/momentumnet.py NesterovLSTMCell, and the step counter of mnist-timit
 
 The step counter, as the official training loop keeps it (``iter_indx``): a stored count starts
 at 0; each step first adds 1 and uses the result as k_t, and after the step the count returns to
-0 when ``restart > 0`` and k_t % restart == 0. From a fresh state, with t = 0, 1, ... counting steps,
-k_t = (t mod restart) + 1 (k_t = t + 1 when restart = 0, the code's "never"), so the momentum
-term is zero at t = 0, restart, 2 restart, ... and u_{-1} never matters from a fresh state.
+0 when ``restart > 0`` and k_t % restart == 0. From a fresh state, with t = 0, 1, ... counting
+steps, k_t = (t mod restart) + 1 (k_t = t + 1 when restart = 0, the code's "never"), so the
+momentum term is zero at t = 0, restart, 2 restart, ... and u_{-1} never matters from a fresh
+state.
 The state carries u_{t-1} and the count, so a sequence split across calls runs exactly as one.
 
 u_t depends on h, so no cuDNN reduction exists; ``forward()`` is one time loop in a custom
@@ -38,7 +39,7 @@ RESTART = HParam("restart", 40, search=(1, 100), kind=int, valid="[0, inf)",
 
 def step_counts(k0: Tensor, T: int, restart: int) -> tuple[Tensor, Tensor]:
     """k_t for t < T as (T, *k0.shape), and the stored count after step T - 1, from the stored
-    count k0: the closed form of the rule 'k += 1; use k; if restart and k % restart == 0: k = 0'."""
+    count k0: the rule 'k += 1; use k; if restart and k % restart == 0: k = 0' in closed form."""
     t = torch.arange(T, dtype=k0.dtype, device=k0.device).view(T, *([1] * k0.dim()))
     k = k0 + t + 1                                  # until the first restart (if any)
     if restart <= 0:
@@ -65,7 +66,7 @@ class _NesterovLSTMScan(torch.autograd.Function):
         z[:T, :, n + 1:] = x
         z[T, :, n + 1:] = 0
         A = x.new_empty(K, B, 4 * n)                  # b_h - s (W x_t + b_x), reused per block
-        u_prev, cs, steps = u0, [c0], []
+        u_prev, cs, acts, tcs = u0, [c0], [], []
         for b0 in range(0, T, K):
             L = min(K, T - b0)
             torch.mm(z[b0:b0 + L, :, n:].flatten(0, 1), M[:, n:].t(), out=A[:L].view(L * B, -1))
@@ -75,17 +76,19 @@ class _NesterovLSTMScan(torch.autograd.Function):
                 p = torch.addcmul(u, coef[t], u - u_prev)
                 a, c, tc = lstm_gates_forward(p, cs[t], z[t + 1, :, :n])
                 cs.append(c)
-                steps.append((a, tc))
+                acts.append(a)
+                tcs.append(tc)
                 u_prev = u
-        ctx.save_for_backward(M, z, coef)
-        ctx.cs, ctx.steps = cs, steps
+        # saved, not kept on ctx: autograd frees saved tensors after the backward
+        ctx.save_for_backward(M, z, coef, *cs, *acts, *tcs)
         return z[1:, :, :n], z[T, :, :n].clone(), c.clone(), u_prev
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dY, dhT, dcT, duT):
-        M, z, coef = ctx.saved_tensors
+        M, z, coef, *rest = ctx.saved_tensors
         T, (B, n) = coef.shape[0], dhT.shape
+        cs, acts, tcs = rest[:T + 1], rest[T + 1:2 * T + 1], rest[2 * T + 1:]
         K = min(BLOCK, T)
         dx = z.new_empty(T, B, z.shape[2] - n - 1) if ctx.needs_input_grad[0] else None
         dM = torch.zeros_like(M)
@@ -97,9 +100,8 @@ class _NesterovLSTMScan(torch.autograd.Function):
             du = DU[:L]
             for j in reversed(range(L)):
                 t = b0 + j
-                a, tc = ctx.steps[t]
-                dc = lstm_gates_backward(dY[t] + dh, dc, a, ctx.cs[t], tc, z[t + 1, :, :n], dp,
-                                         one)
+                dc = lstm_gates_backward(dY[t] + dh, dc, acts[t], cs[t], tcs[t],
+                                         z[t + 1, :, :n], dp, one)
                 # pre_t = (1 + c_t) u_t - c_t u_{t-1}
                 torch.addcmul(du_next, dp, w[t], out=du[j])
                 du_next = dp * negc[t]
@@ -130,6 +132,7 @@ class SRLSTM(MomentumLSTM):
         return (n, n, 4 * n, 1)     # k: the stored step count, one per row, as a float
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step, as NesterovLSTMCell.forward with mnist.py's counter (k: iter_indx)."""
         h, c, u_prev, k = state
         k = k + 1
         u = h @ self.U.T + self.b_h - self.s * (x_t @ self.W.T + self.b_x)

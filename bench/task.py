@@ -107,6 +107,9 @@ class TaskData(pl.LightningDataModule):
     """
 
     spec: TaskSpec
+    #: names of the training, validation and test splits, and the evaluation batch size
+    splits: tuple[str, str, str] = ("train", "val", "test")
+    eval_batch: int = 1000
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,6 +120,19 @@ class TaskData(pl.LightningDataModule):
         """Set what one run needs: the batch size and the seed that orders training batches."""
         self.batch_size, self.train_seed = batch_size, train_seed
         return self
+
+    def batches(self, split: str, batch_size: int, seed: int | None):
+        """Batches of one split, shuffled by ``seed`` (None: in order)."""
+        raise NotImplementedError
+
+    def train_dataloader(self):
+        return self.batches(self.splits[0], self.batch_size, self.train_seed)
+
+    def val_dataloader(self):
+        return self.batches(self.splits[1], self.eval_batch, None)
+
+    def test_dataloader(self):
+        return self.batches(self.splits[2], self.eval_batch, None)
 
     def summary(self) -> dict[str, Any]:
         """Counts for the user (e.g. utterances per split)."""

@@ -212,7 +212,9 @@ class MNISTTask(TaskData):
             return None
         return permutation(self.train_seed if self.permute_per_seed else self.data_seed)
 
-    def _batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
+    eval_batch = EVAL_BATCH
+
+    def batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
         self._load()
         perm = self.order()
 
@@ -223,15 +225,6 @@ class MNISTTask(TaskData):
             return x.unsqueeze(-1).float().div_(255.0), y
 
         return Batches(self._sets[split], batch_size, seed, transform=transform)
-
-    def train_dataloader(self) -> Batches:
-        return self._batches("train", self.batch_size, self.train_seed)
-
-    def val_dataloader(self) -> Batches:
-        return self._batches("val", EVAL_BATCH, None)
-
-    def test_dataloader(self) -> Batches:
-        return self._batches("test", EVAL_BATCH, None)
 
     def summary(self) -> dict:
         self._load()

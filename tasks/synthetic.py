@@ -50,16 +50,10 @@ class SyntheticTask(TaskData):
             self._sets[key] = self.generate(self.sizes[name], g)
         return self._sets[key]
 
-    def train_dataloader(self):
-        if not self.fresh:
-            return Batches(self.split("train"), self.batch_size, self.train_seed, transform=self.transform)
-        return _FreshBatches(self)
-
-    def val_dataloader(self):
-        return Batches(self.split("val"), 1000, transform=self.transform)
-
-    def test_dataloader(self):
-        return Batches(self.split("test"), 1000, transform=self.transform)
+    def batches(self, split: str, batch_size: int, seed: int | None):
+        if split == "train" and self.fresh:
+            return _FreshBatches(self)
+        return Batches(self.split(split), batch_size, seed, transform=self.transform)
 
     def summary(self) -> dict:
         return {f"{k} sequences": v for k, v in self.sizes.items()} | {"length": self.spec.seq_len}

@@ -388,20 +388,14 @@ class Timit(TaskData):
             trivial_note="predict frame t+1 = frame t (persistence): test MSE")
         self._sets = sets
 
-    def _batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
+    splits = ("train", "dev", "test")
+    eval_batch = EVAL_BATCH
+
+    def batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
         self._load()
         seqs = self._sets[split]
         return Batches([torch.arange(len(seqs))], batch_size, seed,
                        transform=lambda idx: collate([seqs[i] for i in idx.tolist()]))
-
-    def train_dataloader(self) -> Batches:
-        return self._batches("train", self.batch_size, self.train_seed)
-
-    def val_dataloader(self) -> Batches:
-        return self._batches("dev", EVAL_BATCH, None)
-
-    def test_dataloader(self) -> Batches:
-        return self._batches("test", EVAL_BATCH, None)
 
     def summary(self) -> dict:
         self._load()

@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 
 from bench.errors import UserError, choices
+from bench.optim import check_optimizer
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,17 @@ class Budget:
     """One preset, validated."""
 
     name: str
-    description: str
     trials: int
     seeds: int
     epochs: int
     batch_size: int
+    description: str = ""
     params: int | None = None             # parameter budget (model = cell + readout)
     hidden: int | None = None             # or a pinned hidden size
     sampler_seed: int = 0
     startup_trials: int = 4               # TPE's random start
     grad_clip: float | None = None
-    optimizer: dict[str, Any] = field(default_factory=dict)   # name, lr = [low, high] or a number
+    optimizer: dict[str, Any] = field(default_factory=dict)   # see bench.optim
     pruner: dict[str, Any] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task option defaults
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-cell fixed hyperparameters
@@ -63,12 +63,15 @@ class Budget:
         raise UserError(f"budget {self.name}: unknown pruner {kind!r}; valid: median, hyperband, none")
 
     def suggest_optimizer(self, trial: optuna.Trial) -> dict[str, Any]:
-        """The shared optimizer settings; the learning rate is tuned where a range is given."""
-        opt = dict(self.optimizer)
-        lr = opt.get("lr", 1e-3)
-        if isinstance(lr, list):
-            opt["lr"] = trial.suggest_float("lr", lr[0], lr[1], log=True)
-        return opt
+        """The shared optimizer settings; a learning rate is tuned where a range is given
+        (``lr``, and ``lr_<group>`` for a parameter group with an optimizer of its own)."""
+        def pick(opt: dict[str, Any], name: str) -> dict[str, Any]:
+            opt = {k: pick(v, f"lr_{k}") if isinstance(v, dict) else v for k, v in opt.items()}
+            if isinstance(opt.get("lr"), list):
+                opt["lr"] = trial.suggest_float(name, *opt["lr"], log=True)
+            return opt
+
+        return {"lr": 1e-3, **pick(self.optimizer, "lr")}
 
 
 def list_budgets() -> list[str]:
@@ -91,6 +94,9 @@ def load_budget(name: str) -> Budget:
     if unknown:
         raise UserError(f"budget preset {path}: unknown key(s) {', '.join(sorted(unknown))}; "
                         f"valid: {choices(known)}")
+    missing = [k for k in ("trials", "seeds", "epochs", "batch_size", "optimizer") if k not in raw]
+    if missing:
+        raise UserError(f"budget preset {path}: missing key(s) {', '.join(missing)}")
     b = Budget(name=raw.pop("name", path.stem), source=source,
                **{k: v for k, v in raw.items() if k in known})
     for key in ("trials", "seeds", "epochs", "batch_size"):
@@ -98,9 +104,7 @@ def load_budget(name: str) -> Budget:
             raise UserError(f"budget preset {b.name}: {key}={getattr(b, key)!r}; valid: a positive integer")
     if (b.params is None) == (b.hidden is None):
         raise UserError(f"budget preset {b.name}: give exactly one of params and hidden")
-    if b.optimizer.get("name") not in OPTIMIZERS:
-        raise UserError(f"budget preset {b.name}: optimizer {b.optimizer.get('name')!r}; "
-                        f"valid: {', '.join(OPTIMIZERS)}")
+    check_optimizer(b.optimizer, f"budget preset {b.name}")
     b.make_pruner()
     return b
 

@@ -10,6 +10,7 @@ import torchmetrics
 from torch import Tensor, nn
 
 from bench.cell import Cell
+from bench.optim import build_optimizer
 from bench.task import TaskSpec
 
 
@@ -90,21 +91,8 @@ class SeqModel(pl.LightningModule):
         self.log("test_metric", self.test_metric.compute())
         self.test_metric.reset()
 
-    def configure_optimizers(self):
-        o = self.opt
-        special = self.cell.param_groups()
-        taken = {id(p) for ps in special.values() for p in ps}
-        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in taken]}]
-        for name, ps in special.items():
-            # e.g. dtriv's orthogonal generator: lr scaled as its authors did (lr_orth = lr / 10)
-            groups.append({"params": ps, "lr": o["lr"] * o.get(f"{name}_lr_factor", 0.1)})
-        if o["name"] == "adam":
-            return torch.optim.Adam(groups, lr=o["lr"])
-        if o["name"] == "rmsprop":
-            return torch.optim.RMSprop(groups, lr=o["lr"], alpha=o.get("alpha", 0.99))
-        if o["name"] == "sgd":
-            return torch.optim.SGD(groups, lr=o["lr"], momentum=o.get("momentum", 0.0))
-        raise ValueError(f"unknown optimizer {o['name']!r}")
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.opt, self.parameters(), self.cell.param_groups())
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.cell.after_optimizer_step()

@@ -14,6 +14,8 @@ from pathlib import Path
 from bench.errors import UserError, choices
 
 EXIT_USAGE = 2
+FAKE_TASKS = ("pmnist", "smnist")     # tasks `data fake` writes files for
+FAKE_SIZES = (60000, 10000)           # MNIST's train and test sizes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,19 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--storage", default=_default_storage())
     dash.add_argument("--port", type=_positive, default=8080)
 
-    speed = sub.add_parser("speed", help="forward+backward time per batch of every cell vs nn.LSTM")
+    speed = sub.add_parser("speed", help="forward+backward time per batch of every cell vs nn.LSTM, "
+                                         "or with --task one training epoch per cell")
     speed.add_argument("--cells", default="all")
-    speed.add_argument("--batch", type=_positive, default=64)
-    speed.add_argument("--seq", type=_positive, default=784)
-    speed.add_argument("--hidden", type=_positive, default=128)
-    speed.add_argument("--input-size", type=_positive, default=1)
-    speed.add_argument("--reps", type=_positive, default=5)
+    speed.add_argument("--batch", type=_positive, help="batch size (default 64; with --task 128)")
+    speed.add_argument("--seq", type=_positive, help="sequence length (default 784; not with --task)")
+    speed.add_argument("--hidden", type=_positive, help="hidden size (default 128; with --task 256)")
+    speed.add_argument("--input-size", type=_positive, help="input size (default 1; not with --task)")
+    speed.add_argument("--reps", type=_positive, help="timed repetitions (default 5; not with --task)")
     speed.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    speed.add_argument("--task", help="time one epoch of this task per cell through the training "
+                                      "path (e.g. pmnist), instead of synthetic forward+backward")
+    speed.add_argument("--data-dir", help="data directory for --task pmnist/smnist/timit")
+    speed.add_argument("--batches", type=_positive, metavar="N",
+                       help="with --task: time only the first N train and N validation batches "
+                            "and project the epoch from the median batch")
 
-    data = sub.add_parser("data", help="check a data set: `data check --task timit --data-dir DIR`")
-    data.add_argument("action", choices=["check"])
+    data = sub.add_parser("data", help="check a data set: `data check --task timit --data-dir DIR`; "
+                                       "write synthetic MNIST files: `data fake --task pmnist --data-dir DIR`")
+    data.add_argument("action", choices=["check", "fake"])
     data.add_argument("--task", required=True)
     data.add_argument("--data-dir", required=True)
+    data.add_argument("--n-train", type=_positive, metavar="N",
+                      help=f"fake: training images (default {FAKE_SIZES[0]})")
+    data.add_argument("--n-test", type=_positive, metavar="N",
+                      help=f"fake: test images (default {FAKE_SIZES[1]})")
     return parser
 
 
@@ -232,10 +246,48 @@ def cmd_speed(args) -> int:
     specs = [str(s) for s in parse_cells(args.cells)]
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here; valid: cpu")
-    rows = measure(specs, args.batch, args.seq, args.hidden, args.device, args.reps,
-                   input_size=args.input_size)
-    print(f"forward+backward per batch: B {args.batch}, T {args.seq}, H {args.hidden}, "
-          f"{args.device} ({torch.get_num_threads()} threads), median of {args.reps}")
+    if args.task:
+        return _speed_epoch(args, specs)
+    for flag in ("data_dir", "batches"):
+        if getattr(args, flag) is not None:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: only with --task")
+    batch, seq, hidden = args.batch or 64, args.seq or 784, args.hidden or 128
+    reps = args.reps or 5
+    rows = measure(specs, batch, seq, hidden, args.device, reps, input_size=args.input_size or 1)
+    print(f"forward+backward per batch: B {batch}, T {seq}, H {hidden}, "
+          f"{args.device} ({torch.get_num_threads()} threads), median of {reps}")
+    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3g"))
+    return 0
+
+
+def _speed_epoch(args, specs: list[str]) -> int:
+    """``speed --task``: one training epoch (plus validation) per cell, measured or projected."""
+    import torch
+    from tabulate import tabulate
+
+    from bench.speed import epoch_time
+    from bench.task import parse_task
+
+    for flag in ("seq", "input_size", "reps"):
+        if getattr(args, flag) is not None:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: not with --task "
+                            f"(the task fixes it); valid with --task: --batch, --hidden, --batches")
+    batch, hidden = args.batch or 128, args.hidden or 256
+    text = args.task
+    if args.data_dir:
+        text += ("," if ":" in text else ":") + f"data_dir={args.data_dir}"
+    task = parse_task(text)
+    start = time.perf_counter()
+    data = task.build()
+    data.setup("fit")
+    spec = data.spec
+    load_s = time.perf_counter() - start
+    timed = (f"first {args.batches} train and validation batches timed, epoch projected from the "
+             f"median batch (first train batch left out)" if args.batches else "whole epoch timed")
+    print(f"one {args.task} epoch per cell: B {batch}, T {spec.seq_len}, H {hidden}, {args.device} "
+          f"({torch.get_num_threads()} threads), RMSprop lr 1e-3, clip 1; data loaded in "
+          f"{load_s:.1f} s; {timed}", flush=True)
+    rows = [epoch_time(data, s, hidden, batch, args.device, args.batches) for s in specs]
     print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3g"))
     return 0
 
@@ -246,6 +298,10 @@ def cmd_data(args) -> int:
     from bench.registry import task_entry
     from bench.task import parse_task
 
+    if args.action == "fake":
+        return _fake_data(args)
+    if args.n_train is not None or args.n_test is not None:
+        raise UserError("--n-train/--n-test: only with `data fake`")
     entry = task_entry(args.task.partition(":")[0])
     if not Path(args.data_dir).is_dir():
         raise UserError(f"--data-dir {args.data_dir}: no such directory")
@@ -259,6 +315,34 @@ def cmd_data(args) -> int:
     print(f"{args.task} in {args.data_dir}:")
     for k, v in found.items():
         print(f"  {k}: {v}")
+    return 0
+
+
+def _fake_data(args) -> int:
+    """``data fake``: synthetic MNIST IDX files for timing and tests; never over existing files."""
+    from tasks.mnist import FILES, existing_files, write_fake_mnist
+
+    if args.task not in FAKE_TASKS:
+        raise UserError(f"data fake: no synthetic data for task {args.task!r}; valid: "
+                        f"{choices(FAKE_TASKS)}")
+    root = Path(args.data_dir)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--data-dir {root}: not a directory")
+    found = existing_files(root)
+    if found:
+        raise UserError(f"{found[0]} already exists; nothing written (data fake never overwrites: "
+                        f"choose an empty --data-dir)")
+    n_train, n_test = args.n_train or FAKE_SIZES[0], args.n_test or FAKE_SIZES[1]
+    start = time.perf_counter()
+    write_fake_mnist(root, n_train, n_test)
+    print(f"wrote SYNTHETIC MNIST-format files to {root} in {time.perf_counter() - start:.1f} s "
+          f"(read by pmnist and smnist; noise plus a class-dependent stripe, not MNIST: for timing "
+          f"and tests, not for accuracy claims):")
+    counts = {"train": n_train, "test": n_test}
+    for key, name in FILES.items():
+        split, kind = key.split("_")
+        shape = " of 28x28" if kind == "images" else ""
+        print(f"  {root / (name + '.gz')}: {counts[split]} {kind}{shape}")
     return 0
 
 

@@ -13,6 +13,11 @@ Peak memory of one forward+backward, beyond what was held before it:
   returns. (The resident-set peak, VmHWM, is no measure: freed memory is reused without new
   pages, so it reads 0 after a warm-up.) Counting adds Python work per op, so it runs apart
   from the timed reps.
+
+``epoch_time`` answers another question: how long one epoch of a real task takes per cell,
+trained through the same path as ``bench run`` (``SeqModel``, a Lightning ``Trainer``, gradient
+clipping, validation at the epoch's end). With ``batches`` it times only the first N training and
+validation batches and projects the epoch from the median batch.
 """
 from __future__ import annotations
 
@@ -21,14 +26,20 @@ import time
 import weakref
 from typing import Callable
 
+import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+import bench.train  # noqa: F401  (quiets Lightning's logs and warnings, as in every run)
+from bench.model import SeqModel, model_parameters
 from bench.registry import CellSpec, create_cell
+from bench.task import TaskData
 
 REFERENCE = "nn.LSTM"
+#: the optimizer of an epoch-time run: the MomentumRNN paper's pMNIST one
+EPOCH_OPTIMIZER = {"name": "rmsprop", "lr": 1e-3, "alpha": 0.9}
 
 
 def measure(cells: list[str | CellSpec], batch: int, seq: int, hidden: int, device: str,
@@ -118,3 +129,65 @@ class _LiveBytes(TorchDispatchMode):
     def _free(self, key: int, nbytes: int) -> None:
         self.live.discard(key)
         self.used -= nbytes
+
+
+def epoch_time(data: TaskData, spec: str | CellSpec, hidden: int, batch_size: int,
+               device: str = "cpu", batches: int | None = None, seed: int = 0) -> dict:
+    """Seconds of one training epoch plus its validation for one cell; measured or projected.
+
+    ``data`` is a set-up ``TaskData``. Train seconds: the whole epoch when it ran, else the median
+    seconds per training batch (the first, a warm-up, left out) times the batches per epoch.
+    Validation likewise, from the median validation batch. ``how`` says which.
+    """
+    pl.seed_everything(seed, workers=True, verbose=False)
+    cell = create_cell(spec, data.spec.input_size, hidden, context={"seq_len": data.spec.seq_len})
+    model = SeqModel(cell, data.spec, EPOCH_OPTIMIZER)
+    data.configure(batch_size, seed)
+    n_train, n_val = len(data.train_dataloader()), len(data.val_dataloader())
+    clock = _EpochClock(torch.device(device))
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator={"cuda": "gpu"}.get(device, device), devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, gradient_clip_val=1.0, deterministic=device == "cpu",
+        limit_train_batches=batches or 1.0, limit_val_batches=batches or 1.0, callbacks=[clock])
+    trainer.fit(model, datamodule=data)
+    train_steps, val_steps = clock.steps("train"), clock.steps("val")
+    per_batch = statistics.median(train_steps[1:] or train_steps)
+    train_full, val_full = len(train_steps) >= n_train, len(val_steps) >= n_val
+    train_s = sum(train_steps) if train_full else per_batch * n_train
+    val_s = sum(val_steps) if val_full else statistics.median(val_steps) * n_val
+    return dict(cell=str(spec), hidden=hidden, params=model_parameters(cell, data.spec),
+                batches=n_train, s_per_batch=per_batch, train_s=train_s, val_batches=n_val,
+                val_s=val_s, epoch_s=train_s + val_s,
+                how="measured" if train_full and val_full else "projected")
+
+
+class _EpochClock(pl.Callback):
+    """Timestamps of every training and validation batch end (after a CUDA sync), per loop."""
+
+    def __init__(self, dev: torch.device) -> None:
+        self.dev = dev
+        self.stamps: dict[str, list[float]] = {"train": [], "val": []}
+
+    def _now(self) -> float:
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.stamps["train"] = [self._now()]
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.stamps["train"].append(self._now())
+
+    def on_validation_start(self, trainer, module) -> None:
+        self.stamps["val"] = [self._now()]
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:
+        self.stamps["val"].append(self._now())
+
+    def steps(self, loop: str) -> list[float]:
+        """Seconds of each batch of ``loop`` ('train' or 'val'), in order."""
+        t = self.stamps[loop]
+        return [b - a for a, b in zip(t, t[1:])]

@@ -6,6 +6,8 @@ task option ``data_dir`` or, when it is not given, in the environment variable
 ``BENCH_DATA_DIR``; in that folder itself or its ``mnist/`` or ``MNIST/raw/`` subfolder (where
 torchvision puts them). Without either, ``~/.cache/momentum-bench`` is used. When the files are
 absent and torchvision is installed, they are downloaded through it; torchvision is optional.
+``write_fake_mnist`` (``python -m bench data fake``) writes synthetic files in the same format, of
+noise plus a class stripe, for timing and tests only.
 
 Protocol: pixels scaled to [0, 1]; the permutation comes from ``data_seed`` only
 (``numpy.random.RandomState(data_seed).permutation(784)``, so the default 92916 is expRNN's and
@@ -146,6 +148,45 @@ def check(data_dir: str | None = None) -> dict:
         summary[split] = {"images": len(labels), "shape": [SIDE, SIDE],
                           "per_class": np.bincount(labels, minlength=10).tolist()}
     return summary
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file: magic 0x08 (ubyte) + ndim, big-endian dims, then the uint8 data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    head = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + array.tobytes()
+
+
+def existing_files(root: Path) -> list[Path]:
+    """Every MNIST IDX file (raw or gzipped) that the loader would look at under ``root``."""
+    return [p for stem in FILES.values() for p in _candidates(Path(root), stem) if p.is_file()]
+
+
+def write_fake_mnist(directory: str | Path, n_train: int = 60000, n_test: int = 10000,
+                     gz: bool = True, seed: int = 0) -> dict[str, np.ndarray]:
+    """Write four synthetic IDX files (noise plus a class stripe); return the arrays written.
+
+    Not MNIST: each image is uniform noise in [0, 60) with rows ``2 + 2 * label`` and
+    ``3 + 2 * label`` set to 255, a cue a model can learn. For timing and tests only. Existing
+    files of the same names are overwritten (the CLI refuses before calling this).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    data = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, SIDE, SIDE)).astype(np.uint8)
+        rows, index = 2 + 2 * labels.astype(np.intp), np.arange(n)
+        images[index, rows] = images[index, rows + 1] = 255      # a learnable class cue
+        data[f"{split}_images"], data[f"{split}_labels"] = images, labels
+    for key, name in FILES.items():
+        raw = idx_bytes(data[key])
+        if gz:
+            (directory / (name + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (directory / name).write_bytes(raw)
+    return data
 
 
 def permutation(seed: int) -> Tensor:

@@ -1,51 +1,27 @@
 """Writers of small fake corpora in the true on-disk formats: MNIST IDX files and an LDC TIMIT tree.
 
 Used by the task tests and the end-to-end tests (``from tests.fakedata import write_mnist,
-write_timit``). Nothing here is a real corpus: images are noise with a class-dependent stripe,
-speech is sine sweeps.
+write_timit``); the MNIST writer itself is ``tasks.mnist.write_fake_mnist`` (also behind
+``python -m bench data fake``). Nothing here is a real corpus: images are noise with a
+class-dependent stripe, speech is sine sweeps.
 """
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from tasks.mnist import FILES, idx_bytes, write_fake_mnist  # noqa: F401  (idx_bytes: for tests)
 from tasks.timit import speaker_list
 
-MNIST_NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-               "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file: magic 0x08 (ubyte) + ndim, big-endian dims, then the uint8 data."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    head = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return head + array.tobytes()
+MNIST_NAMES = FILES
 
 
 def write_mnist(directory: Path, n_train: int = 200, n_test: int = 50, gz: bool = True,
                 seed: int = 0) -> dict[str, np.ndarray]:
-    """Write the four MNIST IDX files (gzipped or raw) into ``directory``; return what was written."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    data = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):            # a learnable class cue: a bright row band
-            images[i, 2 + 2 * c:4 + 2 * c, :] = 255
-        data[f"{split}_images"], data[f"{split}_labels"] = images, labels
-    for key, name in MNIST_NAMES.items():
-        raw = idx_bytes(data[key])
-        if gz:
-            (directory / (name + ".gz")).write_bytes(gzip.compress(raw))
-        else:
-            (directory / name).write_bytes(raw)
-    return data
+    """``tasks.mnist.write_fake_mnist`` with test-sized defaults; return what was written."""
+    return write_fake_mnist(directory, n_train, n_test, gz, seed)
 
 
 def sphere_bytes(samples: np.ndarray, rate: int = 16000, utterance_id: str = "aks0_sa1",

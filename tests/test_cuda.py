@@ -1,0 +1,51 @@
+"""Every cell on a CUDA device computes what it computes on the CPU (skipped without a GPU).
+
+The CUDA fast paths differ from the CPU ones (cuDNN for the nn.LSTM/nn.RNN-based cells, adam_lstm's
+filtered drive through cuDNN with an identity input weight), so the float64 CPU contract tests do
+not cover them. Here the CUDA float32 forward, final state and every gradient are compared with
+the CPU float64 ones, TF32 off (cuDNN and cuBLAS use TF32 by default, a ~1e-3 error by design).
+"""
+import copy
+
+import pytest
+import torch
+
+from tests.test_cells import ALL, make, nonzero_state
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double().cpu(), b.detach()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_cuda_float32_matches_cpu_float64(name):
+    ref = make(name, inp=3, hidden=32)
+    gpu = copy.deepcopy(ref).float().cuda()
+    x = torch.randn(8, 100, 3, dtype=torch.float64)
+    for state in (None, nonzero_state(ref, 8)):
+        outs = []
+        for cell, dev, dt in ((ref, "cpu", torch.float64), (gpu, "cuda", torch.float32)):
+            cell.zero_grad(set_to_none=True)
+            xi = x.to(dev, dt, copy=True).requires_grad_()
+            si = None if state is None else tuple(s.to(dev, dt) for s in state)
+            y, final = cell(xi, si)
+            (y.square().sum() + sum(f.sum() for f in final)).backward()
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in cell.parameters()]
+            outs.append((y, final, xi.grad, grads))
+        (y64, f64, gx64, g64), (y32, f32, gx32, g32) = outs
+        errors = {"y": rel(y32, y64), "x.grad": rel(gx32, gx64)}
+        errors |= {f"state{i}": rel(a, b) for i, (a, b) in enumerate(zip(f32, f64))}
+        errors |= {f"grad {n}": rel(a, b) for (n, _), a, b in zip(ref.named_parameters(), g32, g64)}
+        worst = max(errors, key=errors.get)
+        assert errors[worst] < 1e-4, f"{name}: {worst} relative error {errors[worst]:.2e}"

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--data-dir", help="data directory for --task pmnist/smnist/timit")
     speed.add_argument("--batches", type=_positive, metavar="N",
                        help="with --task: time only the first N train and N validation batches "
-                            "and project the epoch from the median batch")
+                            "and project the epoch from the mean batch")
 
     data = sub.add_parser("data", help="check a data set: `data check --task timit --data-dir DIR`; "
                                        "write synthetic MNIST files: `data fake --task pmnist --data-dir DIR`")
@@ -217,11 +217,14 @@ def cmd_list(args) -> int:
         print(f"  {name:<8} {e.doc}")
         print("      options: " + ", ".join(f"{o.name}={o.default}" for o in e.options.values()))
     print("\nBudget presets (--budget NAME):")
-    for name in list_budgets():
+    names = list_budgets()
+    width = max(map(len, names))
+    for name in names:
         b = load_budget(name)
         size = f"hidden {b.hidden}" if b.hidden else f"{b.params} params"
-        print(f"  {name:<10} {b.trials} trials, {b.seeds} seeds, {b.epochs} epochs, "
-              f"{b.optimizer['name']}, {size}: {b.description}")
+        print(f"  {name:<{width}}  {b.trials} trial{'s' * (b.trials != 1)}, {b.seeds} seeds, "
+              f"{b.epochs} epochs, batch {b.batch_size}, {b.optimizer['name']}, {size}: "
+              f"{b.description}")
     return 0
 
 
@@ -283,7 +286,7 @@ def _speed_epoch(args, specs: list[str]) -> int:
     spec = data.spec
     load_s = time.perf_counter() - start
     timed = (f"first {args.batches} train and validation batches timed, epoch projected from the "
-             f"median batch (first train batch left out)" if args.batches else "whole epoch timed")
+             f"mean batch (first train batch left out)" if args.batches else "whole epoch timed")
     print(f"one {args.task} epoch per cell: B {batch}, T {spec.seq_len}, H {hidden}, {args.device} "
           f"({torch.get_num_threads()} threads), RMSprop lr 1e-3, clip 1; data loaded in "
           f"{load_s:.1f} s; {timed}", flush=True)

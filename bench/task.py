@@ -137,3 +137,26 @@ class TaskData(pl.LightningDataModule):
     def summary(self) -> dict[str, Any]:
         """Counts for the user (e.g. utterances per split)."""
         return {}
+
+
+class FileTaskData(TaskData):
+    """A task read from files. Its spec depends on the data (trivial score, lengths), so the files
+    are read once, on first need: ``spec``, ``setup()`` or a subclass's ``batches()``."""
+
+    _spec: TaskSpec | None = None
+    _loaded: bool = False
+
+    @property
+    def spec(self) -> TaskSpec:  # type: ignore[override]
+        self.setup()
+        assert self._spec is not None
+        return self._spec
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self._loaded:
+            self.read_files()
+            self._loaded = True
+
+    def read_files(self) -> None:
+        """Read the files and set ``self._spec`` and the splits."""
+        raise NotImplementedError

@@ -10,21 +10,22 @@ OUT_DIR=${1:-gpu-results}
 BATCHES=${BATCHES:-10}
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1
+PY=${PY:-python3}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT_DIR/gpu.txt"
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" | tee -a "$OUT_DIR/gpu.txt"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" | tee -a "$OUT_DIR/gpu.txt"
 
 echo "== 1. CUDA float32 vs CPU float64, every cell"
-python -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT_DIR/cuda_tests.txt" | tail -15
+$PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT_DIR/cuda_tests.txt" | tail -15
 
 echo "== 2. bench speed, B 128, T 784, H 256"
-python -m bench speed --cells all --device cuda --batch 128 --seq 784 --hidden 256 --reps 5 \
+$PY -m bench speed --cells all --device cuda --batch 128 --seq 784 --hidden 256 --reps 5 \
     2>&1 | tee "$OUT_DIR/speed_cuda.txt"
 
 echo "== 3. one pMNIST epoch per cell, B 128, H 256"
-DATA=$(mktemp -d)
-python -m bench data fake --task pmnist --data-dir "$DATA" 2>&1 | tail -2
-python -m bench speed --task pmnist --data-dir "$DATA" --device cuda --batch 128 --hidden 256 \
+DATA=$(mktemp -d)/mnist
+$PY -m bench data fake --task pmnist --data-dir "$DATA" 2>&1 | tail -2
+$PY -m bench speed --task pmnist --data-dir "$DATA" --device cuda --batch 128 --hidden 256 \
     --cells lstm,momentum_lstm \
     2>&1 | tee "$OUT_DIR/epoch_cuda_full.txt"
-python -m bench speed --task pmnist --data-dir "$DATA" --device cuda --batch 128 --hidden 256 \
+$PY -m bench speed --task pmnist --data-dir "$DATA" --device cuda --batch 128 --hidden 256 \
     --cells all --batches "$BATCHES" 2>&1 | tee "$OUT_DIR/epoch_cuda_projected.txt"

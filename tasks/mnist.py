@@ -32,7 +32,7 @@ from torch import Tensor
 
 from bench.errors import UserError
 from bench.registry import HParam, register_task
-from bench.task import Batches, TaskData, TaskSpec
+from bench.task import Batches, FileTaskData, TaskSpec
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -201,7 +201,7 @@ def split_indices(n: int, val_fraction: float, data_seed: int) -> tuple[Tensor, 
     return order[n_val:], order[:n_val]
 
 
-class MNISTTask(TaskData):
+class MNISTTask(FileTaskData):
     """Pixel-by-pixel MNIST, permuted (``pmnist``) or in raster order (``smnist``)."""
 
     def __init__(self, name: str, permute: bool, data_dir: str | None, data_seed: int,
@@ -216,18 +216,7 @@ class MNISTTask(TaskData):
                               readout="last", loss="ce", metric="accuracy", direction="maximize",
                               trivial=0.1, trivial_note="")
 
-    @property
-    def spec(self) -> TaskSpec:  # type: ignore[override]
-        """The task spec; its trivial score needs the labels, so the data load on first access."""
-        self._load()
-        return self._spec
-
-    def setup(self, stage: str | None = None) -> None:
-        self._load()
-
-    def _load(self) -> None:
-        if self._sets is not None:
-            return
+    def read_files(self) -> None:
         if find_files(self.root) is None:
             _download(self.root)
         data = load(self.root)
@@ -256,7 +245,7 @@ class MNISTTask(TaskData):
     eval_batch = EVAL_BATCH
 
     def batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
-        self._load()
+        self.setup()
         perm = self.order()
 
         def transform(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -268,7 +257,7 @@ class MNISTTask(TaskData):
         return Batches(self._sets[split], batch_size, seed, transform=transform)
 
     def summary(self) -> dict:
-        self._load()
+        self.setup()
         return {f"{k} images": len(v[1]) for k, v in self._sets.items()} | {
             "permutation": ("none" if not self.permute else
                             "per training seed" if self.permute_per_seed else f"data_seed {self.data_seed}"),

@@ -55,7 +55,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from bench.errors import UserError
 from bench.registry import HParam, register_task
-from bench.task import Batches, TaskData, TaskSpec
+from bench.task import Batches, FileTaskData, TaskSpec
 
 SPLITS = ("train", "dev", "test")
 EVAL_BATCH = 100
@@ -343,7 +343,7 @@ def mean_frame_mse(seqs: Sequence[Tensor], mean: Tensor) -> float:
     return total / sum((len(s) - 1) * s.shape[1] for s in seqs)
 
 
-class Timit(TaskData):
+class Timit(FileTaskData):
     """Predict the next log-magnitude STFT frame of TIMIT speech (MSE over valid frames)."""
 
     def __init__(self, data_dir: str | None, cache_dir: str | None, sa_filter: str):
@@ -357,19 +357,7 @@ class Timit(TaskData):
         self._trivials: dict[str, float] = {}
         self._spec: TaskSpec | None = None
 
-    @property
-    def spec(self) -> TaskSpec:  # type: ignore[override]
-        """The task spec; its lengths and trivial score come from the data, loaded on first access."""
-        self._load()
-        assert self._spec is not None
-        return self._spec
-
-    def setup(self, stage: str | None = None) -> None:
-        self._load()
-
-    def _load(self) -> None:
-        if self._sets is not None:
-            return
+    def read_files(self) -> None:
         root = locate(self.data_dir)
         splits = select(scan(root), self.sa_filter)
         _check_nonempty(splits, root)
@@ -392,13 +380,13 @@ class Timit(TaskData):
     eval_batch = EVAL_BATCH
 
     def batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
-        self._load()
+        self.setup()
         seqs = self._sets[split]
         return Batches([torch.arange(len(seqs))], batch_size, seed,
                        transform=lambda idx: collate([seqs[i] for i in idx.tolist()]))
 
     def summary(self) -> dict:
-        self._load()
+        self.setup()
         out = {f"{s} utterances": len(v) for s, v in self._sets.items()}
         out |= {f"{s} frames": sum(len(f) - 1 for f in v) for s, v in self._sets.items()}
         out |= {f"trivial MSE ({k})": round(v, 3) for k, v in self._trivials.items()}

@@ -28,6 +28,8 @@ from bench.registry import HParam, register_cell
 class JANET(Cell):
     """JANET: an LSTM with only a forget gate, the input gate tied to it with a shift beta."""
 
+    cuda_graph = True
+
     state_names = ("h",)
 
     def __init__(self, input_size: int, hidden_size: int, beta: float = 1.0,

@@ -77,6 +77,10 @@ def causal_conv(u: Tensor, K: Tensor) -> Tensor:
 class LMU(Cell):
     """Legendre Memory Unit: a linear Legendre delay memory read by a tanh RNN."""
 
+    @property
+    def cuda_graph(self) -> bool:      # the parallel path is cuDNN's; the loop wants a graph
+        return self.e_h.requires_grad
+
     state_names = ("h", "m")
 
     def __init__(self, input_size: int, hidden_size: int, order: int = 256,

@@ -43,6 +43,8 @@ EPS = 1e-12      # F.normalize's floor on the norm, as in the authors' code
 class NRU(Cell):
     """NRU: a ReLU RNN with a flat memory updated additively by k write and k erase heads."""
 
+    cuda_graph = True
+
     state_names = ("h", "m")
 
     def __init__(self, input_size: int, hidden_size: int, memory_size: int = 256, k: int = 4):
@@ -100,7 +102,8 @@ class _NRUScan(torch.autograd.Function):
         T, B, n = x.shape[0], h0.shape[0], h0.shape[1]
         M, s = m0.shape[1], (a.shape[0] - 2 * k) // 4
         r = s // k
-        sign = x.new_tensor([1.0, -1.0]).view(1, 2, 1) / k       # the mean's 1/k, erase's minus
+        # [1, -1] made on the device: a host-to-device copy cannot be captured in a CUDA graph
+        sign = (1 - 2 * torch.arange(2, dtype=x.dtype, device=x.device)).view(1, 2, 1) / k
         H = torch.addmm(b, x.reshape(T * B, -1), W_x.T).view(T, B, n)
         O = a.expand(T, B, -1).contiguous()
         Mem = x.new_empty(T, B, M)
@@ -135,7 +138,7 @@ class _NRUScan(torch.autograd.Function):
         T, B, n = H.shape
         M, s = m0.shape[1], (O.shape[2] - 2 * k) // 4
         r = s // k
-        sign = x.new_tensor([1.0, -1.0]).view(1, 2, 1) / k
+        sign = (1 - 2 * torch.arange(2, dtype=x.dtype, device=x.device)).view(1, 2, 1) / k
         zero, tiny = x.new_zeros(()), torch.finfo(x.dtype).tiny      # tiny: 0/0 where p = 0
         dZ, dO = torch.empty_like(H), torch.empty_like(O)
         dh, dm = torch.zeros_like(h0), dm_T.clone()

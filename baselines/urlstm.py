@@ -31,6 +31,8 @@ from bench.registry import register_cell
 class URLSTM(Cell):
     """UR-LSTM: LSTM with a refine gate on the forget gate and uniform gate initialisation."""
 
+    cuda_graph = True
+
     state_names = ("h", "c")
 
     def __init__(self, input_size: int, hidden_size: int):

@@ -25,6 +25,9 @@ class Cell(nn.Module):
     #: names of the state tensors, each (B, state_sizes[i]); the first is the output h.
     state_names: tuple[str, ...] = ("h",)
     registered_name: str = ""
+    #: a Python-loop forward with no host sync: on CUDA, training replays it as a CUDA graph
+    #: (``bench.graphs``)
+    cuda_graph: bool = False
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()

@@ -10,6 +10,7 @@ import torchmetrics
 from torch import Tensor, nn
 
 from bench.cell import Cell
+from bench.graphs import run_cell
 from bench.optim import build_optimizer
 from bench.task import TaskSpec
 
@@ -40,7 +41,7 @@ class SeqModel(pl.LightningModule):
         self.val_metric, self.test_metric = make_metric(spec), make_metric(spec)
 
     def forward(self, x: Tensor) -> Tensor:
-        y, _ = self.cell(x)
+        y = run_cell(self.cell, x)
         return self.readout(y[:, -1] if self.spec.readout == "last" else y)
 
     def loss_terms(self, out: Tensor, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:

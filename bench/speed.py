@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import bench.train  # noqa: F401  (quiets Lightning's logs and warnings, as in every run)
+from bench.graphs import eager, run_cell
 from bench.model import SeqModel, model_parameters
 from bench.registry import CellSpec, create_cell
 from bench.task import TaskData
@@ -60,7 +61,7 @@ def measure(cells: list[str | CellSpec], batch: int, seq: int, hidden: int, devi
 
     def run(model: nn.Module) -> None:
         model.zero_grad(set_to_none=True)
-        y = model(x)[0]
+        y = run_cell(model, x)
         y.sum().backward()
 
     sync: Callable[[], None] = ((lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda"
@@ -81,7 +82,9 @@ def measure(cells: list[str | CellSpec], batch: int, seq: int, hidden: int, devi
     rows = []
     for name, m, n in models:
         ms = statistics.median(times[name])
-        rows.append(dict(cell=name, ms=ms, ratio=ms / ref_ms, peak_mb=_peak_mb(lambda: run(m), dev),
+        with eager():     # a graph holds about this much for as long as it lives
+            peak = _peak_mb(lambda: run(m), dev)
+        rows.append(dict(cell=name, ms=ms, ratio=ms / ref_ms, peak_mb=peak,
                          params=n, device=str(dev), batch=batch, seq=seq, hidden=hidden,
                          dtype=str(dtype).removeprefix("torch."), reps=reps))
     return rows

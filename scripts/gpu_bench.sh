@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU, in one run (about 6 minutes on an H100):
 #   1. every cell on CUDA float32 equals the CPU float64 computation (tests/test_cuda.py);
-#   2. `bench speed` at issue 3's GPU setting: B 128, T 784, H 256, float32, vs cuDNN nn.LSTM;
+#   2. `bench speed` at issue 3's GPU setting: B 128, T 784, H 256, float32, vs cuDNN nn.LSTM,
+#      with CUDA graphs (the default) and, for the graphed cells, without (BENCH_CUDA_GRAPHS=0);
 #   3. one pMNIST epoch per cell (B 128, H 256) on synthetic IDX files of the real size,
 #      lstm and momentum_lstm over a whole epoch (a check on the projection), the others projected from BATCHES batches.
 # Usage: scripts/gpu_bench.sh [OUTDIR] ; logs and tables go to OUTDIR (default ./gpu-results).
 set -uo pipefail
 OUT_DIR=${1:-gpu-results}
 BATCHES=${BATCHES:-10}
+GRAPHED=janet,urlstm,nru,lmu,sr_lstm,dtriv,momentum_dtriv,adam_dtriv   # see bench/graphs.py
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1
 PY=${PY:-python3}
@@ -20,6 +22,8 @@ $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT_DIR/cud
 echo "== 2. bench speed, B 128, T 784, H 256"
 $PY -m bench speed --cells all --device cuda --batch 128 --seq 784 --hidden 256 --reps 5 \
     2>&1 | tee "$OUT_DIR/speed_cuda.txt"
+BENCH_CUDA_GRAPHS=0 $PY -m bench speed --cells "$GRAPHED" --device cuda --batch 128 --seq 784 \
+    --hidden 256 --reps 5 2>&1 | tee "$OUT_DIR/speed_cuda_eager.txt"
 
 echo "== 3. one pMNIST epoch per cell, B 128, H 256"
 DATA=$(mktemp -d)/mnist

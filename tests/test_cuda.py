@@ -1,14 +1,19 @@
-"""Every cell on a CUDA device computes what it computes on the CPU (skipped without a GPU).
+"""Every cell on a CUDA device computes what it computes on the CPU, and trains the same with
+CUDA-graph replay as without (skipped without a GPU).
 
 The CUDA fast paths differ from the CPU ones (cuDNN for the nn.LSTM/nn.RNN-based cells, adam_lstm's
 filtered drive through cuDNN with an identity input weight), so the float64 CPU contract tests do
 not cover them. Here the CUDA float32 forward, final state and every gradient are compared with
 the CPU float64 ones, TF32 off (cuDNN and cuBLAS use TF32 by default, a ~1e-3 error by design).
 """
+import contextlib
 import copy
 
 import pytest
 import torch
+
+from baselines.dtriv import modrelu_scan
+from bench.graphs import _FUNCTION_GRAPHS, eager, run_cell
 
 from tests.test_cells import ALL, make, nonzero_state
 
@@ -49,3 +54,32 @@ def test_cuda_float32_matches_cpu_float64(name):
         errors |= {f"grad {n}": rel(a, b) for (n, _), a, b in zip(ref.named_parameters(), g32, g64)}
         worst = max(errors, key=errors.get)
         assert errors[worst] < 1e-4, f"{name}: {worst} relative error {errors[worst]:.2e}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_graph_replay_trains_like_eager(name):
+    """Training steps with CUDA-graph replay (bench.graphs) equal eager ones: outputs, and the
+    parameters after each optimizer step (so replays read the updated weights), including a new
+    input shape (a last, smaller batch) that records a second graph."""
+    cells = [make(name, inp=3, hidden=32).float().cuda() for _ in range(2)]
+    cells[1].load_state_dict(cells[0].state_dict())
+    opts = [torch.optim.SGD(c.parameters(), lr=0.05) for c in cells]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for batch in (8, 8, 5, 8):
+        x = torch.randn(batch, 40, 3, device="cuda", generator=g)
+        ys = []
+        for cell, opt, graphs in zip(cells, opts, (True, False)):
+            opt.zero_grad()
+            with contextlib.nullcontext() if graphs else eager():
+                y = run_cell(cell, x)
+            y.square().mean().backward()
+            opt.step()
+            cell.after_optimizer_step()
+            ys.append(y.detach().clone())
+        torch.testing.assert_close(ys[0], ys[1], rtol=1e-5, atol=1e-6)
+        for (n, p), q in zip(cells[0].named_parameters(), cells[1].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=f"{name}: {n}")
+    if cells[0].cuda_graph:          # one graph per input shape: batches of 8 and of 5
+        assert len(cells[0].__dict__["_cuda_graphs"]) == 2
+    elif "dtriv" in name:            # the modrelu loop alone is graphed (bench.graphs.replay)
+        assert any(key[0] is modrelu_scan for key in _FUNCTION_GRAPHS)

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from baselines.dtriv import INIT, K, OrthogonalCell, modrelu, modrelu_scan
 from bench.cell import State
+from bench.graphs import replay
 from bench.momentum.adaptive import BETA, EPS, S_ADAM
 from bench.momentum.filter import exp_filter
 from bench.momentum.rnn import MU, S
@@ -68,7 +69,7 @@ class MomentumDTriv(_MomentumOrthogonal):
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         h0, v0 = self.initial_state(x.shape[0]) if state is None else state
         v = self.momentum(x, None if state is None else v0)
-        y, h = modrelu_scan(v, h0, self.B, self.b)
+        y, h = replay(modrelu_scan, v, h0, self.B, self.b)
         return y, (h, v[:, -1])
 
 
@@ -100,5 +101,5 @@ class AdamDTriv(_MomentumOrthogonal):
         r = exp_filter(g * g, self.beta, 1 - self.beta, chunk=32)
         if state is not None:
             r = r + decayed(r0, self.beta, x.shape[1])
-        y, h = modrelu_scan(v * torch.rsqrt(r + EPS), h0, self.B, self.b)
+        y, h = replay(modrelu_scan, v * torch.rsqrt(r + EPS), h0, self.B, self.b)
         return y, (h, v[:, -1], r[:, -1])

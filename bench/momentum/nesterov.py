@@ -120,6 +120,8 @@ class SRLSTM(MomentumLSTM):
     them); mu is unused and fixed at 0.
     """
 
+    cuda_graph = True
+
     state_names = ("h", "c", "u", "k")
 
     def __init__(self, input_size: int, hidden_size: int, s: float, restart: int,

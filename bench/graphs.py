@@ -1,0 +1,108 @@
+"""CUDA graphs for the cells whose recurrence is a Python loop of small kernels.
+
+On a GPU such a cell is launch-bound: at B 128, H 256 a time step is a few MFLOP, but its forward
+and backward launch dozens of kernels, about 0.3 to 1 ms a step over 784 steps (measured on an
+H100: 8x to 30x cuDNN's nn.LSTM). ``torch.cuda.make_graphed_callables`` records the whole
+forward and backward once and replays them as two graph launches. It applies only where
+
+- the module is in training mode with autograd on, on a CUDA device (evaluation runs eagerly);
+- the cell sets ``cuda_graph = True`` (its forward has no host synchronisation and no
+  data-dependent Python control flow; cuDNN-backed cells gain nothing and are left alone);
+- ``BENCH_CUDA_GRAPHS`` is not ``0``.
+
+A graph is recorded per input shape, dtype and requires-grad pattern (a full batch and the last,
+smaller one), and replays the same kernels on the same parameters, so results equal eager ones
+(``tests/test_cuda.py`` checks it). ``replay`` does the same for a loop written as a function of
+tensors alone, where the rest of a forward cannot be captured (dtriv's matrix exponential
+synchronises with the host to choose its degree).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+_off = 0     # depth of ``eager()`` blocks
+# The graphs' warm-up runs the backward on a side stream while the parameters' gradient
+# accumulators were made on the default one: PyTorch warns, harmlessly here (the tests compare
+# every gradient with an eager run).
+warnings.filterwarnings("ignore", ".*AccumulateGrad node's stream does not match.*")
+
+
+def enabled(*tensors: Tensor) -> bool:
+    """Whether a graph applies to a call on these tensors now."""
+    return (not _off and os.environ.get("BENCH_CUDA_GRAPHS", "1") != "0"
+            and torch.is_grad_enabled() and all(t.is_cuda for t in tensors)
+            and not torch.cuda.is_current_stream_capturing())
+
+
+@contextmanager
+def eager() -> Iterator[None]:
+    """No graphs inside this block (e.g. to measure what a forward+backward allocates)."""
+    global _off
+    _off += 1
+    try:
+        yield
+    finally:
+        _off -= 1
+
+
+def _signature(args: tuple[Tensor, ...]) -> tuple:
+    return tuple((tuple(a.shape), a.dtype, a.requires_grad) for a in args)
+
+
+def _sample(a: Tensor) -> Tensor:
+    return torch.randn_like(a).requires_grad_(a.requires_grad)
+
+
+class _Output(nn.Module):
+    """cell(x) without the state: the graphed callable returns the hidden sequence alone."""
+
+    def __init__(self, cell: nn.Module):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.cell(x)[0]
+
+
+def run_cell(cell: nn.Module, x: Tensor) -> Tensor:
+    """The output sequence ``cell(x)[0]`` from a zero state, by graph replay where it applies."""
+    if not (getattr(cell, "cuda_graph", False) and cell.training and enabled(x)):
+        return cell(x)[0]
+    graphs = cell.__dict__.setdefault("_cuda_graphs", {})
+    if graphs.get("failed"):
+        return cell(x)[0]
+    key = _signature((x,))
+    if key not in graphs:
+        try:
+            graphs[key] = torch.cuda.make_graphed_callables(_Output(cell), (_sample(x),),
+                                                            allow_unused_input=True)
+        except RuntimeError as e:    # e.g. a host copy inside the loop: run it eagerly
+            graphs.clear()
+            graphs["failed"] = str(e)
+            warnings.warn(f"{type(cell).__name__}: CUDA graph capture failed, running eagerly: {e}")
+            return cell(x)[0]
+    return graphs[key](x)
+
+
+_FUNCTION_GRAPHS: dict[tuple, Callable[..., Any]] = {}
+
+
+def replay(fn: Callable[..., Any], *args: Tensor) -> Any:
+    """``fn(*args)``, for a function of tensors alone, by graph replay where it applies."""
+    if not enabled(*args):
+        return fn(*args)
+    key = (fn, _signature(args))
+    if key not in _FUNCTION_GRAPHS:
+        if len(_FUNCTION_GRAPHS) >= 8:      # each holds its activations' memory: keep a few
+            _FUNCTION_GRAPHS.pop(next(iter(_FUNCTION_GRAPHS)))
+        _FUNCTION_GRAPHS[key] = torch.cuda.make_graphed_callables(
+            fn, tuple(_sample(a) for a in args), allow_unused_input=True)
+    return _FUNCTION_GRAPHS[key](*args)

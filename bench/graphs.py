@@ -72,23 +72,24 @@ class _Output(nn.Module):
         return self.cell(x)[0]
 
 
+def _capture(fn: Callable[..., Any], args: tuple[Tensor, ...], name: str) -> Callable[..., Any]:
+    """The graphed ``fn``, or ``fn`` itself (with a warning) if it cannot be captured."""
+    try:
+        return torch.cuda.make_graphed_callables(fn, tuple(_sample(a) for a in args),
+                                                 allow_unused_input=True)
+    except RuntimeError as e:        # e.g. a host copy inside the loop: run it eagerly
+        warnings.warn(f"{name}: CUDA graph capture failed, running eagerly: {e}")
+        return fn
+
+
 def run_cell(cell: nn.Module, x: Tensor) -> Tensor:
     """The output sequence ``cell(x)[0]`` from a zero state, by graph replay where it applies."""
     if not (getattr(cell, "cuda_graph", False) and cell.training and enabled(x)):
         return cell(x)[0]
-    graphs = cell.__dict__.setdefault("_cuda_graphs", {})
-    if graphs.get("failed"):
-        return cell(x)[0]
+    graphs = cell.__dict__.setdefault("_cuda_graphs", {})     # not a submodule: no state_dict
     key = _signature((x,))
     if key not in graphs:
-        try:
-            graphs[key] = torch.cuda.make_graphed_callables(_Output(cell), (_sample(x),),
-                                                            allow_unused_input=True)
-        except RuntimeError as e:    # e.g. a host copy inside the loop: run it eagerly
-            graphs.clear()
-            graphs["failed"] = str(e)
-            warnings.warn(f"{type(cell).__name__}: CUDA graph capture failed, running eagerly: {e}")
-            return cell(x)[0]
+        graphs[key] = _capture(_Output(cell), (x,), type(cell).__name__)
     return graphs[key](x)
 
 
@@ -103,6 +104,5 @@ def replay(fn: Callable[..., Any], *args: Tensor) -> Any:
     if key not in _FUNCTION_GRAPHS:
         if len(_FUNCTION_GRAPHS) >= 8:      # each holds its activations' memory: keep a few
             _FUNCTION_GRAPHS.pop(next(iter(_FUNCTION_GRAPHS)))
-        _FUNCTION_GRAPHS[key] = torch.cuda.make_graphed_callables(
-            fn, tuple(_sample(a) for a in args), allow_unused_input=True)
+        _FUNCTION_GRAPHS[key] = _capture(fn, args, fn.__name__)
     return _FUNCTION_GRAPHS[key](*args)

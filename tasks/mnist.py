@@ -182,10 +182,10 @@ def write_fake_mnist(directory: str | Path, n_train: int = 60000, n_test: int = 
         data[f"{split}_images"], data[f"{split}_labels"] = images, labels
     for key, name in FILES.items():
         raw = idx_bytes(data[key])
-        if gz:
-            (directory / (name + ".gz")).write_bytes(gzip.compress(raw))
-        else:
-            (directory / name).write_bytes(raw)
+        path = directory / (name + ".gz" if gz else name)
+        partial = path.with_name(path.name + ".partial")    # an interrupted write leaves no IDX file
+        partial.write_bytes(gzip.compress(raw) if gz else raw)
+        os.replace(partial, path)
     return data
 
 

@@ -82,27 +82,42 @@ def _capture(fn: Callable[..., Any], args: tuple[Tensor, ...], name: str) -> Cal
         return fn
 
 
+class _Graphs:
+    """The graphs of one cell or loop function, one per input signature, up to ``limit`` of them.
+
+    A fixed-length task needs two (full batches and the last one). Past the limit the inputs vary
+    in shape (TIMIT pads each batch to its longest utterance): recording a graph per shape would
+    cost a capture per batch and memory per graph, so the graphs are dropped and it runs eagerly.
+    """
+
+    def __init__(self, limit: int):
+        self.limit, self.graphs, self.off = limit, {}, False
+
+    def get(self, key: tuple, capture: Callable[[], Callable[..., Any]]) -> Callable[..., Any] | None:
+        if not self.off and key not in self.graphs:
+            if len(self.graphs) == self.limit:
+                self.off, self.graphs = True, {}
+            else:
+                self.graphs[key] = capture()
+        return None if self.off else self.graphs[key]
+
+
 def run_cell(cell: nn.Module, x: Tensor) -> Tensor:
     """The output sequence ``cell(x)[0]`` from a zero state, by graph replay where it applies."""
     if not (getattr(cell, "cuda_graph", False) and cell.training and enabled(x)):
         return cell(x)[0]
-    graphs = cell.__dict__.setdefault("_cuda_graphs", {})     # not a submodule: no state_dict
-    key = _signature((x,))
-    if key not in graphs:
-        graphs[key] = _capture(_Output(cell), (x,), type(cell).__name__)
-    return graphs[key](x)
+    graphs = cell.__dict__.setdefault("_cuda_graphs", _Graphs(limit=2))   # not in state_dict
+    graph = graphs.get(_signature((x,)), lambda: _capture(_Output(cell), (x,), type(cell).__name__))
+    return cell(x)[0] if graph is None else graph(x)
 
 
-_FUNCTION_GRAPHS: dict[tuple, Callable[..., Any]] = {}
+_FUNCTION_GRAPHS: dict[Callable[..., Any], _Graphs] = {}
 
 
 def replay(fn: Callable[..., Any], *args: Tensor) -> Any:
     """``fn(*args)``, for a function of tensors alone, by graph replay where it applies."""
     if not enabled(*args):
         return fn(*args)
-    key = (fn, _signature(args))
-    if key not in _FUNCTION_GRAPHS:
-        if len(_FUNCTION_GRAPHS) >= 8:      # each holds its activations' memory: keep a few
-            _FUNCTION_GRAPHS.pop(next(iter(_FUNCTION_GRAPHS)))
-        _FUNCTION_GRAPHS[key] = _capture(fn, args, fn.__name__)
-    return _FUNCTION_GRAPHS[key](*args)
+    graphs = _FUNCTION_GRAPHS.setdefault(fn, _Graphs(limit=4))     # cells of a family share it
+    graph = graphs.get(_signature(args), lambda: _capture(fn, args, fn.__name__))
+    return fn(*args) if graph is None else graph(*args)

@@ -38,3 +38,21 @@ def test_failed_capture_falls_back_to_eager_with_a_warning(monkeypatch, name):
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     got.sum().backward()                              # eager autograd still works
     assert all(p.grad is not None for p in cell.parameters() if p.requires_grad)
+
+
+def test_varying_shapes_stop_graphing(monkeypatch):
+    """Two shapes (full and last batch) get graphs; a third (TIMIT's padded lengths) turns them
+    off for good, so no capture per batch and no graph per shape piles up."""
+    monkeypatch.setattr(graphs, "enabled", lambda *t: True)
+    captured = []
+
+    def fake_capture(fn, sample_args, **kwargs):      # a stand-in graph that counts captures
+        captured.append(tuple(sample_args[0].shape))
+        return fn
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_capture)
+    cell = create_cell("janet", 1, 4)
+    for T in (7, 7, 5, 7, 9, 7, 11):
+        assert graphs.run_cell(cell, torch.randn(2, T, 1)).shape == (2, T, 4)
+    assert captured == [(2, 7, 1), (2, 5, 1)]
+    assert cell.__dict__["_cuda_graphs"].off and not cell.__dict__["_cuda_graphs"].graphs

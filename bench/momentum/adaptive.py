@@ -14,11 +14,12 @@ The drive D_t = v_t / sqrt(r_t + 1e-16) depends on x only, so no input projectio
 Fast paths, both exact:
 
 - CPU (and any non-CUDA device): one custom autograd Function with a hand-written backward that
-  walks time in blocks of ``BLOCK`` steps: per block, s g_t of every step in one GEMM, the v and
-  r recurrences one op per step each, the rest of D in one op per block; then the LSTM steps.
-  Computing D and its gradients as whole-sequence (T, B, 4H) tensors under autograd measured
-  3x to 4x nn.LSTM on 2 CPU cores by itself (each such tensor is a fresh, page-faulted
-  allocation streamed through memory); an autograd loop over steps, about 2.5x.
+  walks time in blocks of ``BLOCK`` steps: per block, s g_t of every step in one op, the v and
+  r recurrences together one op per step, the rest of D one op per block; then the LSTM steps.
+  Why not autograd: on 2 CPU cores (B 64, T 784, H 128), D and its gradients as whole-sequence
+  (T, B, 4H) tensors cost about 4x nn.LSTM's whole forward+backward by themselves (each such
+  tensor is a fresh, page-faulted allocation streamed through memory), and an autograd loop
+  over the LSTM steps alone about 2x.
 - CUDA: D for all t at once (exponential filters, ``bench.momentum.filter``), then cuDNN
   ``torch.lstm`` over D with an identity input weight: one extra (T B, 4H) x (4H, 4H) GEMM,
   cheap on a GPU.
@@ -66,8 +67,8 @@ def lstm_gates_backward(dh: Tensor, dc: Tensor, a: Tensor, c_prev: Tensor, tc: T
                         h: Tensor, dp: Tensor, one: Tensor) -> Tensor:
     """Backward of ``lstm_gates_forward``: write dL/dp into dp; return dL/dc_prev.
 
-    dh and dc are the gradients reaching h_t and c_t from the output and from later steps;
-    ``one`` is a 0-d tensor holding 1 (made once, not per step).
+    dh and dc are the whole gradients reaching h_t (output and later steps) and, from later
+    steps, c_t; ``one`` is a 0-d tensor holding 1 (made once, not per step).
     """
     n = dh.shape[1]
     i, f, g, o = a.split(n, 1)
@@ -97,85 +98,98 @@ def hidden_buffer(h0: Tensor, T: int, extra: int = 0) -> Tensor:
 BLOCK = 32
 
 
+def affine(x: Tensor, W: Tensor, b: Tensor, out: Tensor) -> Tensor:
+    """out = x W^T + b for x (N, I): an outer product when I = 1 (a K = 1 GEMM is ~8x slower)."""
+    if x.shape[1] == 1:
+        return torch.addcmul(b, x, W.t(), out=out)
+    return torch.addmm(b, x, W.t(), out=out)
+
+
 class _AdamLSTMScan(torch.autograd.Function):
     """The whole AdamLSTM sequence in one loop, time-major, with a hand-written backward.
 
-    Inputs: x1 = [x, 1] (T, B, I + 1), Wb = [W, b_x], Ub = [U, b_h], the state, mu, s, beta.
-    Per block of time steps: s g for every step in one GEMM, the v and r recurrences one op per
-    step each, and the rest of the drive in one op per block; then the LSTM steps.
+    Inputs: x (T, B, I), W, b_x, Ub = [U, b_h], the state, mu, s, beta. Per block of time
+    steps: s g for every step in one op, the v and r recurrences together one op per step, the
+    rest of the drive one op per block; then the LSTM steps. The backward mirrors it.
     """
 
     @staticmethod
-    def forward(ctx, x1: Tensor, Wb: Tensor, Ub: Tensor, h0: Tensor, c0: Tensor, v0: Tensor,
-                r0: Tensor, mu: float, s: float, beta: float):
-        T, (B, n) = x1.shape[0], h0.shape
+    def forward(ctx, x: Tensor, W: Tensor, b_x: Tensor, Ub: Tensor, h0: Tensor, c0: Tensor,
+                v0: Tensor, r0: Tensor, mu: float, s: float, beta: float):
+        T, (B, n) = x.shape[0], h0.shape
         K = min(BLOCK, T)
         z = hidden_buffer(h0, T)
-        sWb = s * Wb
-        G, GG, V, R, RE, D = (x1.new_empty(K, B, 4 * n) for _ in range(6))   # reused per block
-        v, r, cs, acts, tcs, blocks = v0, r0, [c0], [], [], []
+        zs, hs, Ut = z.unbind(0), z[:, :, :n].unbind(0), Ub.t()
+        sW, sb = s * W, s * b_x
+        # [v, r] advance together: [v_t, r_t] = [mu, beta] [v, r]_{t-1} + [s g_t, (1 - beta) g_t^2]
+        rates = x.new_tensor([mu, beta]).view(2, 1, 1)
+        IN, VR = x.new_empty(2, K, B, 4 * n), x.new_empty(2, K, B, 4 * n)   # reused per block
+        vr, cs, acts, tcs, blocks = torch.stack([v0, r0]), [c0], [], [], []
         for b0 in range(0, T, K):
             L = min(K, T - b0)
-            g, gg, vb, rb, re, d = G[:L], GG[:L], V[:L], R[:L], RE[:L], D[:L]
-            torch.mm(x1[b0:b0 + L].flatten(0, 1), sWb.t(), out=g.view(L * B, -1))   # s g_t
-            torch.mul(g, g, out=gg).div_(s * s)                                      # g_t^2
+            g, inp, out = IN[0, :L], IN[:, :L], VR[:, :L]
+            affine(x[b0:b0 + L].flatten(0, 1), sW, sb, out=g.view(L * B, -1))       # s g_t
+            torch.mul(g, g, out=IN[1, :L]).mul_((1 - beta) / s ** 2)                 # (1-beta) g^2
             for j in range(L):
-                v = torch.add(g[j], v, alpha=mu, out=vb[j])     # mu v + s g
-                r = torch.lerp(r, gg[j], 1 - beta, out=rb[j])   # beta r + (1 - beta) g^2
-            rs = torch.add(rb, EPS, out=re).rsqrt()
-            torch.mul(vb, rs, out=d)                            # the drive D_t
-            blocks += [rs, d / re]                              # D / (r + eps) = -2 dD/dr
+                vr = torch.addcmul(inp[:, j], rates, vr, out=out[:, j])
+            rq = x.new_empty(2, L, B, 4 * n)            # rs = (r + eps)^(-1/2), q = D / (r + eps)
+            re = out[1] + EPS
+            d = out[0] * torch.rsqrt(re, out=rq[0])     # the drive D_t
+            torch.div(d, re, out=rq[1])                 # -2 dD/dr
+            blocks.append(rq)
             for j in range(L):
                 t = b0 + j
-                p = torch.addmm(d[j], z[t], Ub.t())
-                a, c, tc = lstm_gates_forward(p, cs[t], z[t + 1, :, :n])
+                a, c, tc = lstm_gates_forward(torch.addmm(d[j], zs[t], Ut), cs[t], hs[t + 1])
                 cs.append(c)
                 acts.append(a)
                 tcs.append(tc)
         # saved, not kept on ctx: autograd frees saved tensors after the backward
-        ctx.save_for_backward(x1, sWb, Ub, z, *cs, *acts, *tcs, *blocks)
+        ctx.save_for_backward(x, sW, sb, Ub, z, *cs, *acts, *tcs, *blocks)
         ctx.coefs = (mu, s, beta)
-        return z[1:, :, :n], z[T, :, :n].clone(), c.clone(), v.clone(), r.clone()
+        return z[1:, :, :n], hs[T].clone(), c.clone(), vr[0].clone(), vr[1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dY, dhT, dcT, dvT, drT):
-        x1, sWb, Ub, z, *rest = ctx.saved_tensors
+        x, sW, sb, Ub, z, *rest = ctx.saved_tensors
         mu, s, beta = ctx.coefs
-        T, (B, n) = x1.shape[0], dhT.shape
+        T, (B, n) = x.shape[0], dhT.shape
         cs, acts, tcs = rest[:T + 1], rest[T + 1:2 * T + 1], rest[2 * T + 1:3 * T + 1]
-        blocks = rest[3 * T + 1:]                       # rs, q of each block
+        blocks = rest[3 * T + 1:]
         K = min(BLOCK, T)
-        dx1 = torch.empty_like(x1) if ctx.needs_input_grad[0] else None
-        dWb, dUb = torch.zeros_like(sWb), torch.zeros_like(Ub)
+        zs, hs, dYs, U = z.unbind(0), z[:, :, :n].unbind(0), dY.unbind(0), Ub[:, :n].contiguous()
+        dx = x.new_empty(x.shape) if ctx.needs_input_grad[0] else None
+        dWt, db_x, dUb = sW.new_zeros(sW.shape[::-1]), torch.zeros_like(sb), torch.zeros_like(Ub)
         P, G = dhT.new_empty(K, B, 4 * n), dhT.new_empty(K, B, 4 * n)
-        one = dhT.new_ones(())
-        dh, dc = dhT, dcT                   # gradients reaching h_t and c_t from later steps
-        Dv, Dr = torch.zeros_like(dvT), torch.zeros_like(drT)   # dL/dv_{t+1}, -2 dL/dr_{t+1}
+        one, rates = dhT.new_ones(()), dhT.new_tensor([mu, beta]).view(2, 1, 1)
+        dh, dc = dY[T - 1] + dhT, dcT       # gradients reaching h_t and c_t
+        Dvr = dhT.new_zeros(2, B, 4 * n)    # dL/dv_{t+1} and -2 dL/dr_{t+1}
         for b0 in reversed(range(0, T, K)):
-            rs, q = blocks[2 * (b0 // K):2 * (b0 // K) + 2]
-            L = rs.shape[0]
+            rq = blocks[b0 // K]
+            L = rq.shape[1]
             dp, g = P[:L], G[:L]
             for j in reversed(range(L)):
                 t = b0 + j
-                dc = lstm_gates_backward(dY[t] + dh, dc, acts[t], cs[t], tcs[t],
-                                         z[t + 1, :, :n], dp[j], one)
-                dh = torch.mm(dp[j], Ub[:, :n])
+                dc = lstm_gates_backward(dh, dc, acts[t], cs[t], tcs[t], hs[t + 1], dp[j], one)
+                dh = torch.addmm(dYs[t - 1], dp[j], U) if t else dp[j] @ U
             dUb.addmm_(dp.flatten(0, 1).t(), z[b0:b0 + L].flatten(0, 1))
             # the drive D = v rs, rs = (r + eps)^(-1/2): dD/dv = rs, dD/dr = -q/2
-            dv, dr = dp * rs, dp * q
+            dvr = dp * rq
             if b0 + L == T:                 # the returned v_T, r_T
-                dv[-1] += dvT
-                dr[-1].add_(drT, alpha=-2)
+                dvr[0, -1] += dvT
+                dvr[1, -1].add_(drT, alpha=-2)
             for j in reversed(range(L)):
-                Dv = torch.add(dv[j], Dv, alpha=mu, out=dv[j])
-                Dr = torch.add(dr[j], Dr, alpha=beta, out=dr[j])
-            torch.mm(x1[b0:b0 + L].flatten(0, 1), sWb.t(), out=g.view(L * B, -1))   # s g again
-            dg = torch.addcmul(dv, g, dr, value=-(1 - beta) / s ** 2).flatten(0, 1)  # dL/d(s g)
-            dWb.addmm_(dg.t(), x1[b0:b0 + L].flatten(0, 1))
-            if dx1 is not None:
-                torch.mm(dg, sWb, out=dx1[b0:b0 + L].view(L * B, -1))
-        return dx1, dWb.mul_(s), dUb, dh, dc, Dv * mu, Dr * (-0.5 * beta), None, None, None
+                Dvr = torch.addcmul(dvr[:, j], rates, Dvr, out=dvr[:, j])
+            xb = x[b0:b0 + L].flatten(0, 1)
+            affine(xb, sW, sb, out=g.view(L * B, -1))                               # s g again
+            dg = torch.addcmul(dvr[0], g, dvr[1], value=-(1 - beta) / s ** 2)       # dL/d(s g)
+            dg = dg.flatten(0, 1)
+            dWt.addmm_(xb.t(), dg)          # x^T dg, not dg^T x: a skinny output is ~10x slower
+            db_x += dg.sum(0)
+            if dx is not None:
+                torch.mm(dg, sW, out=dx[b0:b0 + L].view(L * B, -1))
+        return (dx, dWt.t().mul_(s), db_x.mul_(s), dUb, dh, dc, Dvr[0] * mu,
+                Dvr[1] * (-0.5 * beta), None, None, None)
 
 
 def decayed(x0: Tensor, rate: float, T: int) -> Tensor:
@@ -218,11 +232,9 @@ class AdamLSTM(MomentumLSTM):
         path = self.fast_path or ("parallel" if x.is_cuda else "fused")
         if path == "parallel":
             return self._forward_parallel(x, *state)
-        xt = x.transpose(0, 1)
-        x1 = torch.cat([xt, xt.new_ones(*xt.shape[:2], 1)], -1)      # [x_t, 1], time-major
         Ub = torch.cat([self.U, self.b_h[:, None]], 1)
-        Y, h, c, v, r = _AdamLSTMScan.apply(x1, self.core.weight_ih_l0, Ub, *state,
-                                            self.mu, self.s, self.beta)
+        Y, h, c, v, r = _AdamLSTMScan.apply(x.transpose(0, 1).contiguous(), self.W, self.b_x,
+                                            Ub, *state, self.mu, self.s, self.beta)
         return Y.transpose(0, 1), (h, c, v, r)
 
     def _forward_parallel(self, x: Tensor, h0: Tensor, c0: Tensor, v0: Tensor,

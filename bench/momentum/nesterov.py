@@ -26,8 +26,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from bench.cell import State
-from bench.momentum.adaptive import (BLOCK, FORGET_BIAS, hidden_buffer, lstm_gates_backward,
-                                     lstm_gates_forward)
+from bench.momentum.adaptive import (BLOCK, FORGET_BIAS, affine, hidden_buffer,
+                                     lstm_gates_backward, lstm_gates_forward)
 from bench.momentum.rnn import S, MomentumLSTM
 from bench.registry import HParam, register_cell
 
@@ -55,7 +55,7 @@ class _NesterovLSTMScan(torch.autograd.Function):
 
     Inputs: x (T, B, I), M = [U, b_h - s b_x, -s W] so that u_t = [h_{t-1}, 1, x_t] M^T, the
     state, and the momentum coefficients (k_t - 1)/(k_t + 2) as (T, B, 1). The input part of u
-    is one GEMM per block of ``BLOCK`` steps; the backward's weight gradients likewise.
+    is one op per block of ``BLOCK`` steps; the backward's weight gradients one GEMM per block.
     """
 
     @staticmethod
@@ -65,23 +65,24 @@ class _NesterovLSTMScan(torch.autograd.Function):
         z = hidden_buffer(h0, T, extra=x.shape[2])
         z[:T, :, n + 1:] = x
         z[T, :, n + 1:] = 0
+        hs, Ut, coefs = z[:, :, :n].unbind(0), M[:, :n].t(), coef.unbind(0)
         A = x.new_empty(K, B, 4 * n)                  # b_h - s (W x_t + b_x), reused per block
         u_prev, cs, acts, tcs = u0, [c0], [], []
         for b0 in range(0, T, K):
             L = min(K, T - b0)
-            torch.mm(z[b0:b0 + L, :, n:].flatten(0, 1), M[:, n:].t(), out=A[:L].view(L * B, -1))
+            affine(x[b0:b0 + L].flatten(0, 1), M[:, n + 1:], M[:, n], out=A[:L].view(L * B, -1))
             for j in range(L):
                 t = b0 + j
-                u = torch.addmm(A[j], z[t, :, :n], M[:, :n].t())
-                p = torch.addcmul(u, coef[t], u - u_prev)
-                a, c, tc = lstm_gates_forward(p, cs[t], z[t + 1, :, :n])
+                u = torch.addmm(A[j], hs[t], Ut)
+                a, c, tc = lstm_gates_forward(torch.addcmul(u, coefs[t], u - u_prev), cs[t],
+                                              hs[t + 1])
                 cs.append(c)
                 acts.append(a)
                 tcs.append(tc)
                 u_prev = u
         # saved, not kept on ctx: autograd frees saved tensors after the backward
         ctx.save_for_backward(M, z, coef, *cs, *acts, *tcs)
-        return z[1:, :, :n], z[T, :, :n].clone(), c.clone(), u_prev
+        return z[1:, :, :n], hs[T].clone(), c.clone(), u_prev
 
     @staticmethod
     @once_differentiable
@@ -90,22 +91,22 @@ class _NesterovLSTMScan(torch.autograd.Function):
         T, (B, n) = coef.shape[0], dhT.shape
         cs, acts, tcs = rest[:T + 1], rest[T + 1:2 * T + 1], rest[2 * T + 1:]
         K = min(BLOCK, T)
+        hs, dYs, U = z[:, :, :n].unbind(0), dY.unbind(0), M[:, :n].contiguous()
         dx = z.new_empty(T, B, z.shape[2] - n - 1) if ctx.needs_input_grad[0] else None
         dM = torch.zeros_like(M)
         dp, DU = dhT.new_empty(B, 4 * n), dhT.new_empty(K, B, 4 * n)
-        one, w, negc = dhT.new_ones(()), 1 + coef, -coef
-        dh, dc, du_next = dhT, dcT, duT               # gradients reaching step t from later
+        one, w, negc = dhT.new_ones(()), (1 + coef).unbind(0), (-coef).unbind(0)
+        dh, dc, du_next = dY[T - 1] + dhT, dcT, duT   # gradients reaching h_t, c_t, u_t
         for b0 in reversed(range(0, T, K)):
             L = min(K, T - b0)
             du = DU[:L]
             for j in reversed(range(L)):
                 t = b0 + j
-                dc = lstm_gates_backward(dY[t] + dh, dc, acts[t], cs[t], tcs[t],
-                                         z[t + 1, :, :n], dp, one)
+                dc = lstm_gates_backward(dh, dc, acts[t], cs[t], tcs[t], hs[t + 1], dp, one)
                 # pre_t = (1 + c_t) u_t - c_t u_{t-1}
                 torch.addcmul(du_next, dp, w[t], out=du[j])
                 du_next = dp * negc[t]
-                dh = torch.mm(du[j], M[:, :n])
+                dh = torch.addmm(dYs[t - 1], du[j], U) if t else du[j] @ U
             dM.addmm_(du.flatten(0, 1).t(), z[b0:b0 + L].flatten(0, 1))
             if dx is not None:
                 torch.mm(du.flatten(0, 1), M[:, n + 1:], out=dx[b0:b0 + L].view(L * B, -1))
@@ -151,6 +152,6 @@ class SRLSTM(MomentumLSTM):
         h0, c0, u0, k0 = state
         k, k_last = step_counts(k0, x.shape[1], self.restart)
         M = torch.cat([self.U, (self.b_h - self.s * self.b_x)[:, None], -self.s * self.W], 1)
-        Y, h, c, u = _NesterovLSTMScan.apply(x.transpose(0, 1), M, h0, c0, u0,
+        Y, h, c, u = _NesterovLSTMScan.apply(x.transpose(0, 1).contiguous(), M, h0, c0, u0,
                                              (k - 1) / (k + 2))
         return Y.transpose(0, 1), (h, c, u, k_last)

@@ -112,6 +112,13 @@ def _default_storage() -> str:
 
 # ---- commands -------------------------------------------------------------------------------
 
+def _with_data_dir(task_text: str, data_dir: str | None) -> str:
+    """The task spec with ``--data-dir`` added as its ``data_dir`` option."""
+    if not data_dir:
+        return task_text
+    return task_text + ("," if ":" in task_text else ":") + f"data_dir={data_dir}"
+
+
 def _experiment(args):
     """Check every input and build (experiment, specs, task data) without touching the storage."""
     from bench.budget import load_budget
@@ -120,9 +127,7 @@ def _experiment(args):
     from bench.tune import Experiment
 
     budget = load_budget(args.budget)
-    task_text = args.task
-    if args.data_dir:
-        task_text += ("," if ":" in task_text else ":") + f"data_dir={args.data_dir}"
+    task_text = _with_data_dir(args.task, args.data_dir)
     name = task_text.partition(":")[0]
     task = parse_task(task_text, budget.tasks.get(name, {}))
     specs = parse_cells(args.cells, args.ablations) if args.cells else None
@@ -156,12 +161,12 @@ def cmd_run(args) -> int:
     print(f"{exp.task.id}: {len(specs)} cells x ({b.trials} trials + {b.seeds} seeds) = {total} runs "
           f"({done} already stored); budget {b.name}, {exp.size}, {b.epochs} epochs per run; "
           f"storage {args.storage}", flush=True)
-    device = {"cuda": "gpu"}.get(args.device, args.device)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     with tqdm(total=total, initial=done, unit="run", disable=args.no_progress, file=sys.stderr,
               dynamic_ncols=True) as bar:
-        run_experiment(storage, exp, specs, data, bar, device, is_single_process(args.storage))
+        run_experiment(storage, exp, specs, data, bar, args.device,
+                       is_single_process(args.storage))
     print(f"done in {time.perf_counter() - start:.0f} s\n")
     rep = rp.build(storage, exp, args.reference, args.test, args.alpha, [str(s) for s in specs])
     print(rp.render(rep, "md", args.reference))
@@ -268,7 +273,7 @@ def _speed_epoch(args, specs: list[str]) -> int:
     import torch
     from tabulate import tabulate
 
-    from bench.speed import epoch_time
+    from bench.speed import EPOCH_GRAD_CLIP, EPOCH_OPTIMIZER, epoch_time
     from bench.task import parse_task
 
     for flag in ("seq", "input_size", "reps"):
@@ -276,10 +281,7 @@ def _speed_epoch(args, specs: list[str]) -> int:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: not with --task "
                             f"(the task fixes it); valid with --task: --batch, --hidden, --batches")
     batch, hidden = args.batch or 128, args.hidden or 256
-    text = args.task
-    if args.data_dir:
-        text += ("," if ":" in text else ":") + f"data_dir={args.data_dir}"
-    task = parse_task(text)
+    task = parse_task(_with_data_dir(args.task, args.data_dir))
     start = time.perf_counter()
     data = task.build()
     data.setup("fit")
@@ -288,7 +290,8 @@ def _speed_epoch(args, specs: list[str]) -> int:
     timed = (f"first {args.batches} train and validation batches timed, epoch projected from the "
              f"mean batch (first train batch left out)" if args.batches else "whole epoch timed")
     print(f"one {args.task} epoch per cell: B {batch}, T {spec.seq_len}, H {hidden}, {args.device} "
-          f"({torch.get_num_threads()} threads), RMSprop lr 1e-3, clip 1; data loaded in "
+          f"({torch.get_num_threads()} threads), {' '.join(f'{k} {v}' for k, v in EPOCH_OPTIMIZER.items())}, "
+          f"clip {EPOCH_GRAD_CLIP}; data loaded in "
           f"{load_s:.1f} s; {timed}", flush=True)
     rows = [epoch_time(data, s, hidden, batch, args.device, args.batches) for s in specs]
     print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3g"))
@@ -312,7 +315,7 @@ def cmd_data(args) -> int:
     if check is not None:          # the task's own validator says the most
         found = check(args.data_dir)
     else:
-        data = parse_task(f"{args.task}:data_dir={args.data_dir}").build()
+        data = parse_task(_with_data_dir(args.task, args.data_dir)).build()
         data.setup("fit")
         found = data.summary()
     print(f"{args.task} in {args.data_dir}:")

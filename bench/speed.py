@@ -33,15 +33,16 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-import bench.train  # noqa: F401  (quiets Lightning's logs and warnings, as in every run)
 from bench.graphs import eager, run_cell
 from bench.model import SeqModel, model_parameters
 from bench.registry import CellSpec, create_cell
 from bench.task import TaskData
+from bench.train import make_trainer
 
 REFERENCE = "nn.LSTM"
 #: the optimizer of an epoch-time run: the MomentumRNN paper's pMNIST one
 EPOCH_OPTIMIZER = {"name": "rmsprop", "lr": 1e-3, "alpha": 0.9}
+EPOCH_GRAD_CLIP = 1.0
 
 
 def measure(cells: list[str | CellSpec], batch: int, seq: int, hidden: int, device: str,
@@ -149,11 +150,8 @@ def epoch_time(data: TaskData, spec: str | CellSpec, hidden: int, batch_size: in
     data.configure(batch_size, seed)
     n_train, n_val = len(data.train_dataloader()), len(data.val_dataloader())
     clock = _EpochClock(torch.device(device))
-    trainer = pl.Trainer(
-        max_epochs=1, accelerator={"cuda": "gpu"}.get(device, device), devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, gradient_clip_val=1.0, deterministic=device == "cpu",
-        limit_train_batches=batches or 1.0, limit_val_batches=batches or 1.0, callbacks=[clock])
+    trainer = make_trainer(device, 1, EPOCH_GRAD_CLIP, [clock], limit_train_batches=batches or 1.0,
+                           limit_val_batches=batches or 1.0)
     trainer.fit(model, datamodule=data)
     train_steps, val_steps = clock.steps("train"), clock.steps("val")
     per_batch = statistics.mean(train_steps[1:] or train_steps)

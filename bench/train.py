@@ -56,6 +56,17 @@ class BestState(pl.Callback):
             self.state = copy.deepcopy(module.state_dict())
 
 
+def make_trainer(device: str, epochs: int, grad_clip: float | None,
+                 callbacks: list[pl.Callback], **limits: Any) -> pl.Trainer:
+    """The Lightning trainer of every run (and of ``bench speed --task``): no logger, checkpoint
+    files or progress bar; deterministic on the CPU. ``device``: cpu, cuda (or gpu) or auto."""
+    return pl.Trainer(
+        max_epochs=epochs, accelerator={"cuda": "gpu"}.get(device, device), devices=1,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, gradient_clip_val=grad_clip,
+        deterministic=device == "cpu", callbacks=callbacks, **limits)
+
+
 def size_for(spec: CellSpec, hparams: dict, task: TaskSpec, params: int, tol: float = 0.02) -> int:
     """The hidden size whose model (cell + readout) has the parameter count closest to ``params``."""
     def count(h: int) -> int:
@@ -95,11 +106,7 @@ def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget
     model = SeqModel(cell, data.spec, optimizer)
     data.configure(budget.batch_size, seed)
     best = BestState(data.spec)
-    trainer = pl.Trainer(
-        max_epochs=budget.epochs, accelerator=device, devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, gradient_clip_val=budget.grad_clip, deterministic=device == "cpu",
-        callbacks=[best, *callbacks])
+    trainer = make_trainer(device, budget.epochs, budget.grad_clip, [best, *callbacks])
     trainer.fit(model, datamodule=data)
     for cb in callbacks:
         if getattr(cb, "pruned", False):

@@ -1,2 +1,2 @@
-"""Comparison cells, one module per family; importing this package registers them."""
-from baselines import dtriv, gru, janet, lmu, lstm, nru, urlstm  # noqa: F401
+"""The comparison cells, one module per family. Modules here are discovered, not listed:
+``bench.discovery`` imports every module of this package, and each registers its cells."""

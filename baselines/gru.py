@@ -13,7 +13,7 @@ from bench.cell import State
 from bench.registry import register_cell
 
 
-@register_cell("gru", family="gru")
+@register_cell("gru")
 class GRU(TorchRNN):
     """GRU with PyTorch's initialisation."""
 

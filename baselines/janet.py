@@ -20,7 +20,7 @@ from bench.cell import Cell, State
 from bench.registry import HParam, register_cell
 
 
-@register_cell("janet", family="janet", hparams=(
+@register_cell("janet", hparams=(
     HParam("beta", 1.0, search=(0.0, 3.0), valid="(-inf, inf)",
            doc="shift between forget and input gate: the input gate is 1 - sigmoid(s - beta)"),
     T_MAX,
@@ -32,8 +32,7 @@ class JANET(Cell):
 
     state_names = ("h",)
 
-    def __init__(self, input_size: int, hidden_size: int, beta: float = 1.0,
-                 t_max: int | None = None):
+    def __init__(self, input_size: int, hidden_size: int, beta: float, t_max: int | None):
         super().__init__(input_size, hidden_size)
         n = hidden_size
         self.beta = float(beta)

@@ -67,7 +67,7 @@ def causal_conv(u: Tensor, K: Tensor) -> Tensor:
     return torch.fft.irfft(spec, n, dim=1)[:, :T]
 
 
-@register_cell("lmu", family="lmu", hparams=(
+@register_cell("lmu", hparams=(
     HParam("order", 256, kind=int, valid="[1, inf)", doc="memory size: Legendre coefficients"),
     HParam("theta", None, valid="(0, inf)", default_from="seq_len",
            doc="memory window in steps; the task's sequence length"),
@@ -83,8 +83,8 @@ class LMU(Cell):
 
     state_names = ("h", "m")
 
-    def __init__(self, input_size: int, hidden_size: int, order: int = 256,
-                 theta: float | None = None, trainable_encoders: bool = True):
+    def __init__(self, input_size: int, hidden_size: int, order: int,
+                 theta: float | None, trainable_encoders: bool):
         super().__init__(input_size, hidden_size)
         self.order, self.theta = order, float(theta or DEFAULT_THETA)
         A, B = legendre_ab(order)

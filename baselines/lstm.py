@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.cell import Cell, State
+from bench.kernels.gates import FORGET_BIAS
 from bench.registry import HParam, register_cell
 
 
@@ -26,15 +27,13 @@ class TorchRNN(Cell):
         return y, tuple(t.squeeze(0) for t in out)
 
 
-@register_cell("lstm", family="lstm", hparams=(
-    HParam("forget_bias", 1.0, valid="(-inf, inf)", doc="initial forget-gate bias, on b_ih only"),
-))
+@register_cell("lstm", hparams=(FORGET_BIAS,))
 class LSTM(TorchRNN):
     """LSTM with PyTorch's initialisation and a forget-gate bias on one bias vector."""
 
     state_names = ("h", "c")
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0):
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float):
         super().__init__(input_size, hidden_size)
         self.core = nn.LSTM(input_size, hidden_size, batch_first=True)
         n = hidden_size
@@ -67,7 +66,7 @@ T_MAX = HParam("t_max", None, valid="[2, inf)", kind=int, default_from="seq_len"
                doc="longest dependency the chrono init targets; the task's sequence length")
 
 
-@register_cell("chrono_lstm", family="lstm", hparams=(T_MAX,))
+@register_cell("chrono_lstm", hparams=(T_MAX,))
 class ChronoLSTM(LSTM):
     """LSTM with chrono initialisation (Tallec & Ollivier 2018, "Can RNNs warp time?").
 
@@ -76,8 +75,8 @@ class ChronoLSTM(LSTM):
     trainable, so the parameterisation equals ``lstm``'s and only the initialisation differs.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, t_max: int | None = None):
-        super().__init__(input_size, hidden_size)
+    def __init__(self, input_size: int, hidden_size: int, t_max: int | None):
+        super().__init__(input_size, hidden_size, FORGET_BIAS.default)
         n, t_max = hidden_size, DEFAULT_T_MAX if t_max is None else t_max
         self.t_max = int(t_max)
         b_f = chrono_bias(n, self.t_max - 1)

@@ -35,7 +35,7 @@ from bench.registry import HParam, register_cell
 EPS = 1e-12      # F.normalize's floor on the norm, as in the authors' code
 
 
-@register_cell("nru", family="nru", hparams=(
+@register_cell("nru", hparams=(
     HParam("memory_size", 256, kind=int, valid="[1, inf)",
            doc="memory width m; sqrt(k m) must be an integer (published pMNIST: 256)"),
     HParam("k", 4, kind=int, valid="[1, inf)", doc="write/erase heads (published: 4)"),
@@ -47,7 +47,7 @@ class NRU(Cell):
 
     state_names = ("h", "m")
 
-    def __init__(self, input_size: int, hidden_size: int, memory_size: int = 256, k: int = 4):
+    def __init__(self, input_size: int, hidden_size: int, memory_size: int, k: int):
         super().__init__(input_size, hidden_size)
         s = math.isqrt(memory_size * k)
         if s * s != memory_size * k:

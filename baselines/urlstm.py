@@ -27,7 +27,7 @@ from bench.cell import Cell, State
 from bench.registry import register_cell
 
 
-@register_cell("urlstm", family="urlstm")
+@register_cell("urlstm")
 class URLSTM(Cell):
     """UR-LSTM: LSTM with a refine gate on the forget gate and uniform gate initialisation."""
 

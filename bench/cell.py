@@ -24,7 +24,6 @@ class Cell(nn.Module):
 
     #: names of the state tensors, each (B, state_sizes[i]); the first is the output h.
     state_names: tuple[str, ...] = ("h",)
-    registered_name: str = ""
     #: a Python-loop forward with no host sync: on CUDA, training replays it as a CUDA graph
     #: (``bench.graphs``)
     cuda_graph: bool = False

@@ -29,10 +29,6 @@ from torch import Tensor, nn
 
 
 _off = 0     # depth of ``eager()`` blocks
-# The graphs' warm-up runs the backward on a side stream while the parameters' gradient
-# accumulators were made on the default one: PyTorch warns, harmlessly here (the tests compare
-# every gradient with an eager run).
-warnings.filterwarnings("ignore", ".*AccumulateGrad node's stream does not match.*")
 
 
 def enabled(*tensors: Tensor) -> bool:

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 from tabulate import tabulate
 
-from bench import stats
+from bench import stats, studies
 from bench.errors import UserError
 from bench.tune import Experiment, counted
 
@@ -35,13 +35,12 @@ def seed_runs(storage, exp: Experiment) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Every stored seed run of the experiment (one row each) and each cell's study attributes."""
     head, tail = exp.prefix()
     rows, attrs = [], {}
-    for s in storage.get_all_studies():
-        name = s.study_name
+    for name, s in studies.summaries(storage).items():
         if not (name.startswith(head) and name.endswith(tail)):
             continue
         cell = s.user_attrs.get("cell", name[len(head):-len(tail)])
         attrs[cell] = dict(s.user_attrs)
-        for t in storage.get_all_trials(s._study_id, deepcopy=False):
+        for t in studies.trials(storage, name):
             if not counted(t):
                 continue
             u = t.user_attrs

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from bench.errors import UserError, choices
-from bench.registry import task_entry
+from bench.registry import parse_options, task_entry
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,10 @@ def parse_task(text: str, defaults: dict[str, Any] | None = None) -> TaskConfig:
     """Parse ``name[:k=v,...]``; options not given take the preset's, then the task's defaults."""
     name, _, rest = text.strip().partition(":")
     entry = task_entry(name)
-    given: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        if "=" not in item:
-            raise UserError(f"malformed task option {item!r} in {text!r}; expected k=v")
-        k, v = (s.strip() for s in item.split("=", 1))
+    given = parse_options(rest, f"task {text!r}")
+    for k in given:
         if k not in entry.options:
             raise UserError(f"task {name}: unknown option {k!r}; valid: {choices(entry.options)}")
-        given[k] = v
     values = {k: o.default for k, o in entry.options.items()}
     values.update({k: v for k, v in (defaults or {}).items() if k in entry.options})
     values.update(given)

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,14 +13,8 @@ import torch
 from bench.budget import Budget
 from bench.errors import UserError
 from bench.model import Diverged, SeqModel, model_parameters
-from bench.registry import CellSpec, create_cell, resolve_hparams
+from bench.registry import CellSpec, create_cell
 from bench.task import TaskData, TaskSpec
-
-for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
-warnings.filterwarnings("ignore", ".*LeafSpec.*")
-warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
 
 
 @dataclass
@@ -30,9 +22,10 @@ class RunResult:
     """What one finished run stores."""
 
     val: float                      # best validation metric
-    test: float                     # test metric at the best-validation epoch
+    test: float | None              # test metric at the best-validation epoch (None: not read)
     best_epoch: int
     epochs: int
+    params: int                     # degrees of freedom of cell + readout
     curve: list[float] = field(default_factory=list)   # validation metric per epoch
     wall_s: float = 0.0
 
@@ -88,18 +81,18 @@ def size_for(spec: CellSpec, hparams: dict, task: TaskSpec, params: int, tol: fl
     return best
 
 
-def resolve_cell(spec: CellSpec, chosen: dict, task: TaskSpec, budget: Budget,
-                 hidden: int | None, params: int | None) -> tuple[int, dict]:
-    """Every hyperparameter of the cell and its hidden size (pinned, or sized to the budget)."""
-    hp = resolve_hparams(spec, {**budget.cells.get(spec.name, {}), **chosen},
-                         {"seq_len": task.seq_len})
+def size_and_hparams(spec: CellSpec, tuned: dict, task: TaskSpec, budget: Budget,
+                     hidden: int | None, params: int | None) -> tuple[int, dict]:
+    """The cell's hidden size (pinned, or sized to the parameter budget) and every hyperparameter."""
+    hp = spec.resolve(budget.cells, tuned, {"seq_len": task.seq_len})
     return (hidden if hidden is not None else size_for(spec, hp, task, params)), hp
 
 
 def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget: Budget,
               optimizer: dict[str, Any], seed: int, callbacks: list[pl.Callback] = (),
-              device: str = "cpu") -> RunResult:
-    """Train one model from ``seed``; the test metric is taken with the best-validation weights."""
+              device: str = "cpu", read_test: bool = True) -> RunResult:
+    """Train one model from ``seed``; the test metric is read with the best-validation weights,
+    and only when ``read_test`` (tuning never reads it). A callback may stop training early."""
     start = time.perf_counter()
     pl.seed_everything(seed, workers=True, verbose=False)   # before the cell: init is seeded too
     cell = create_cell(spec, data.spec.input_size, hidden, **hparams)
@@ -108,13 +101,12 @@ def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget
     best = BestState(data.spec)
     trainer = make_trainer(device, budget.epochs, budget.grad_clip, [best, *callbacks])
     trainer.fit(model, datamodule=data)
-    for cb in callbacks:
-        if getattr(cb, "pruned", False):
-            raise cb.pruned_exc
     if best.state is None:
         raise Diverged("no finite validation metric")
-    model.load_state_dict(best.state)
-    test = trainer.test(model, datamodule=data, verbose=False)[0]["test_metric"]
-    return RunResult(val=best.best, test=float(test), best_epoch=best.epoch,
-                     epochs=trainer.current_epoch, curve=best.curve,
+    test = None
+    if read_test:
+        model.load_state_dict(best.state)
+        test = float(trainer.test(model, datamodule=data, verbose=False)[0]["test_metric"])
+    return RunResult(val=best.best, test=test, best_epoch=best.epoch, epochs=trainer.current_epoch,
+                     params=model_parameters(cell, data.spec), curve=best.curve,
                      wall_s=time.perf_counter() - start)

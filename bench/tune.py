@@ -14,18 +14,18 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import optuna
 import pytorch_lightning as pl
 
+from bench import studies
 from bench.budget import Budget, budget_json
-from bench.model import Diverged, model_parameters
-from bench.registry import CellSpec, create_cell
+from bench.model import Diverged
+from bench.registry import CellSpec
 from bench.task import TaskConfig, TaskData
-from bench.train import resolve_cell, train_run
+from bench.train import size_and_hparams, train_run
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 TrialState = optuna.trial.TrialState
 
 
@@ -82,8 +82,7 @@ def counted(t: optuna.trial.FrozenTrial) -> bool:
 def _fail_stale(study: optuna.Study, single_process: bool) -> None:
     if single_process:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted")
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            studies.mark_interrupted(study, t)
     else:
         optuna.storages.fail_stale_trials(study)
 
@@ -108,14 +107,13 @@ class _Pruning(pl.Callback):
     """Reports every epoch's validation metric to Optuna; stops the run if the pruner says so."""
 
     def __init__(self, trial: optuna.Trial):
-        self.trial, self.pruned, self.pruned_exc = trial, False, None
+        self.trial, self.pruned = trial, False
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         value = float(trainer.callback_metrics["val_metric"])
         self.trial.report(value, trainer.current_epoch)
         if self.trial.should_prune():
             self.pruned = True
-            self.pruned_exc = optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}")
             trainer.should_stop = True
 
 
@@ -123,10 +121,7 @@ def suggest(trial: optuna.Trial, spec: CellSpec, budget: Budget) -> tuple[dict, 
     """Sample the shared optimizer settings and the cell's own registered hyperparameters."""
     opt = budget.suggest_optimizer(trial)
     chosen: dict[str, Any] = {}
-    fixed = budget.cells.get(spec.name, {})
-    for name, p in spec.tunable().items():
-        if name in fixed:
-            continue
+    for name, p in spec.searched(budget.cells).items():
         if p.choices is not None:
             chosen[name] = trial.suggest_categorical(name, list(p.search))
         elif p.kind is int:
@@ -138,21 +133,25 @@ def suggest(trial: optuna.Trial, spec: CellSpec, budget: Budget) -> tuple[dict, 
 
 def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
                   data: TaskData, opt: dict, chosen: dict, seed: int, device: str,
-                  callbacks: list, value_key: str) -> None:
-    """Size, train, and record one trial: COMPLETE with its metrics, PRUNED, or FAIL with a reason."""
-    hidden, hp = resolve_cell(spec, chosen, data.spec, exp.budget, exp.hidden, exp.params)
-    n_params = model_parameters(create_cell(spec, data.spec.input_size, hidden, **hp), data.spec)
+                  final: bool) -> None:
+    """Size, train, and record one run: COMPLETE with its metrics, PRUNED, or FAIL with a reason.
+
+    A tuning trial (``final`` False) reports to the pruner and its value is the validation
+    metric; a final seed run never prunes, reads the test split, and its value is the test metric.
+    """
+    hidden, hp = size_and_hparams(spec, chosen, data.spec, exp.budget, exp.hidden, exp.params)
     attrs = {"spec": str(spec), "hparams": hp, "optimizer": opt, "seed": seed, "hidden": hidden,
-             "params": n_params, "budget": exp.budget.name,
-             "budget_fingerprint": exp.budget.fingerprint, **provenance()}
+             "budget": exp.budget.name, "budget_fingerprint": exp.budget.fingerprint, **provenance()}
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
+    pruning = None if final else _Pruning(trial)
     try:
-        res = train_run(data, spec, hp, hidden, exp.budget, opt, seed, callbacks, device)
-    except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        return
+        res = train_run(data, spec, hp, hidden, exp.budget, opt, seed,
+                        [pruning] if pruning else [], device, read_test=final)
     except Diverged as e:
+        if pruning and pruning.pruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return
         trial.set_user_attr("fail_reason", f"diverged: {e}")
         study.tell(trial, state=TrialState.FAIL)
         return
@@ -162,8 +161,12 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spe
         study.tell(trial, state=TrialState.FAIL)
         raise
     for k, v in res.as_attrs().items():
-        trial.set_user_attr(k, v)
-    study.tell(trial, getattr(res, value_key))
+        if v is not None:
+            trial.set_user_attr(k, v)
+    if pruning and pruning.pruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, res.test if final else res.val)
 
 
 def tune_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, progress: Progress,
@@ -179,7 +182,7 @@ def tune_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, progress
         opt, chosen = suggest(trial, spec, b)
         progress.set_postfix_str(f"{spec} trial {done + 1}/{b.trials}")
         _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=done, device=device,
-                      callbacks=[_Pruning(trial)], value_key="val")
+                      final=False)
         progress.update(1)
     return study
 
@@ -193,7 +196,7 @@ def best_config(study: optuna.Study) -> dict[str, Any]:
     return dict(best.params)
 
 
-def seed_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, params: dict,
+def train_seeds(storage, exp: Experiment, spec: CellSpec, data: TaskData, params: dict,
               progress: Progress, device: str = "cpu", single_process: bool = True) -> optuna.Study:
     """Retrain the chosen configuration on every seed of the budget not yet finished."""
     study = _study(storage, exp, spec, "seeds", data, single_process)
@@ -207,30 +210,26 @@ def seed_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, params: 
         opt, chosen = suggest(trial, spec, exp.budget)
         progress.set_postfix_str(f"{spec} seed {seed}")
         _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=seed, device=device,
-                      callbacks=[], value_key="test")
+                      final=True)
         progress.update(1)
     return study
 
 
 def finished_runs(storage, exp: Experiment, specs: list[CellSpec]) -> int:
     """Runs already finished for this experiment (to start the progress bar where it was)."""
-    ids = {s.study_name: s._study_id for s in storage.get_all_studies()}
+    names = studies.summaries(storage)
     n = 0
     for spec in specs:
         for kind, cap in (("tune", exp.budget.trials), ("seeds", exp.budget.seeds)):
             name = exp.study_name(spec, kind)
-            if name in ids:
-                trials = storage.get_all_trials(ids[name], deepcopy=False)
-                n += min(cap, sum(map(counted, trials)))
+            if name in names:
+                n += min(cap, sum(map(counted, studies.trials(storage, name))))
     return n
 
 
 def run_experiment(storage, exp: Experiment, specs: list[CellSpec], data: TaskData,
-                   progress: Progress, device: str = "cpu", single_process: bool = True,
-                   on_cell_done: Callable[[CellSpec], None] | None = None) -> None:
+                   progress: Progress, device: str = "cpu", single_process: bool = True) -> None:
     """Tune every cell under the same budget, then retrain each one's best on the seeds."""
     for spec in specs:
         study = tune_cell(storage, exp, spec, data, progress, device, single_process)
-        seed_cell(storage, exp, spec, data, best_config(study), progress, device, single_process)
-        if on_cell_done:
-            on_cell_done(spec)
+        train_seeds(storage, exp, spec, data, best_config(study), progress, device, single_process)

@@ -1,3 +1,2 @@
-"""Tasks: each module registers a task factory; importing this package registers them all."""
-from tasks import synthetic  # noqa: F401
-from tasks import mnist, timit  # noqa: F401
+"""Tasks, one module per family; each registers its task factories. Modules here are discovered
+(``bench.discovery``), not listed."""

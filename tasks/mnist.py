@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from bench.errors import UserError
-from bench.registry import HParam, register_task
+from bench.registry import Option, register_task
 from bench.task import Batches, FileTaskData, TaskSpec
 
 FILES = {
@@ -265,17 +265,17 @@ class MNISTTask(FileTaskData):
 
 
 OPTIONS = (
-    HParam("data_dir", None, kind=str, doc="folder with the IDX files (else $BENCH_DATA_DIR)"),
-    HParam("data_seed", 92916, kind=int, valid="[0, 4294967295]",
+    Option("data_dir", None, kind=str, doc="folder with the IDX files (else $BENCH_DATA_DIR)"),
+    Option("data_seed", 92916, kind=int, valid="[0, 4294967295]",
            doc="seed of the permutation and the validation split"),
-    HParam("val_fraction", 0.1, kind=float, valid="(0, 1)", doc="share of train held out for validation"),
-    HParam("n_train", 0, kind=int, valid="[0, inf)", doc="cap on training images (0 = all)"),
-    HParam("n_val", 0, kind=int, valid="[0, inf)", doc="cap on validation images (0 = all)"),
-    HParam("n_test", 0, kind=int, valid="[0, inf)", doc="cap on test images (0 = all)"),
+    Option("val_fraction", 0.1, kind=float, valid="(0, 1)", doc="share of train held out for validation"),
+    Option("n_train", 0, kind=int, valid="[0, inf)", doc="cap on training images (0 = all)"),
+    Option("n_val", 0, kind=int, valid="[0, inf)", doc="cap on validation images (0 = all)"),
+    Option("n_test", 0, kind=int, valid="[0, inf)", doc="cap on test images (0 = all)"),
 )
 
 
-@register_task("pmnist", options=(*OPTIONS, HParam(
+@register_task("pmnist", options=(*OPTIONS, Option(
     "permute_per_seed", False, kind=bool,
     doc="draw the permutation from the training seed (the official MomentumRNN script)")),
     local=("data_dir",))

@@ -12,15 +12,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.registry import HParam, register_task
+from bench.errors import UserError
+from bench.registry import Option, register_task
 from bench.task import Batches, TaskData, TaskSpec
 
+#: limits that keep a generated set in memory: lengths up to 100,000 steps, up to a million
+#: sequences per split, and at most MAX_SET_BYTES per stored split (checked before generating)
+MAX_LEN, MAX_N, MAX_SET_BYTES = 100_000, 1_000_000, 2 << 30
+
 COMMON = (
-    HParam("data_seed", 0, kind=int, valid="[0, inf)", doc="seed of every generated set"),
-    HParam("n_train", 10000, kind=int, valid="[1, inf)", doc="training sequences (per epoch)"),
-    HParam("n_val", 1000, kind=int, valid="[1, inf)", doc="validation sequences"),
-    HParam("n_test", 1000, kind=int, valid="[1, inf)", doc="test sequences"),
-    HParam("fresh", False, kind=bool, doc="redraw the training set every epoch"),
+    Option("data_seed", 0, kind=int, valid="[0, 4294967295]", doc="seed of every generated set"),
+    Option("n_train", 10000, kind=int, valid=f"[1, {MAX_N}]", doc="training sequences (per epoch)"),
+    Option("n_val", 1000, kind=int, valid=f"[1, {MAX_N}]", doc="validation sequences"),
+    Option("n_test", 1000, kind=int, valid=f"[1, {MAX_N}]", doc="test sequences"),
+    Option("fresh", False, kind=bool, doc="redraw the training set every epoch"),
 )
 
 
@@ -32,6 +37,17 @@ class SyntheticTask(TaskData):
         self.data_seed, self.fresh = data_seed, fresh
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
         self._sets: dict[str, tuple[Tensor, ...]] = {}
+
+    #: bytes one stored sequence takes (input and target)
+    bytes_per_sequence: int = 0
+
+    def check_size(self) -> None:
+        """Refuse sets too large for memory before generating them (one line, nothing built)."""
+        for split, n in self.sizes.items():
+            if n * self.bytes_per_sequence > MAX_SET_BYTES:
+                raise UserError(f"{self.spec.name}: n_{split}={n} sequences of length "
+                                f"{self.spec.seq_len} take {n * self.bytes_per_sequence / 2**30:.1f} "
+                                f"GiB; valid: at most {MAX_SET_BYTES >> 30} GiB per split")
 
     def generate(self, n: int, g: torch.Generator) -> tuple[Tensor, ...]:
         raise NotImplementedError
@@ -83,6 +99,8 @@ class Adding(SyntheticTask):
         self.spec = TaskSpec("adding", input_size=2, output_size=1, seq_len=T, readout="last",
                              loss="mse", metric="mse", direction="minimize", trivial=1 / 6,
                              trivial_note="always predict 1: MSE = 2 Var(U[0,1]) = 0.167")
+        self.bytes_per_sequence = T * 2 * 4 + 4
+        self.check_size()
 
     def generate(self, n: int, g: torch.Generator) -> tuple[Tensor, ...]:
         T, half = self.T, self.T // 2
@@ -99,7 +117,7 @@ class Adding(SyntheticTask):
 
 
 @register_task("adding", options=(
-    HParam("T", 100, kind=int, valid="[2, inf)", doc="sequence length"), *COMMON))
+    Option("T", 100, kind=int, valid=f"[2, {MAX_LEN}]", doc="sequence length"), *COMMON))
 def adding(**options) -> Adding:
     """Adding problem: sum the two marked values of a length-T sequence (MSE)."""
     return Adding(**options)
@@ -115,6 +133,8 @@ class Copy(SyntheticTask):
                              loss="ce", metric="ce", direction="minimize",
                              trivial=self.N_COPY * math.log(self.SYMBOLS) / (L + 20),
                              trivial_note="blanks, then uniform over the 8 symbols: 10 ln 8 / (L+20)")
+        self.bytes_per_sequence = 2 * (L + 20)
+        self.check_size()
 
     def generate(self, n: int, g: torch.Generator) -> tuple[Tensor, ...]:
         L, k = self.L, self.N_COPY
@@ -131,7 +151,7 @@ class Copy(SyntheticTask):
 
 
 @register_task("copy", options=(
-    HParam("L", 100, kind=int, valid="[1, inf)", doc="blank steps between symbols and marker"),
+    Option("L", 100, kind=int, valid=f"[1, {MAX_LEN}]", doc="blank steps between symbols and marker"),
     *COMMON))
 def copy(**options) -> Copy:
     """Copy memory: reproduce 10 symbols after L blanks and a marker (cross-entropy per step)."""

@@ -99,7 +99,7 @@ def test_filtered_input_reduction_matches_official_transcription(name, core):
 
 
 def test_exp_filter_long_sequences_and_chunks():
-    from bench.momentum.filter import exp_filter
+    from bench.kernels.filter import exp_filter
     x = torch.randn(2, 700, 3, dtype=torch.float64)
     y = torch.zeros(2, 3, dtype=torch.float64)
     ref = []

@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from baselines.dtriv import modrelu_scan
+from bench.kernels.orthogonal import modrelu_scan
 from bench.graphs import _FUNCTION_GRAPHS, eager, run_cell
 
 from tests.test_cells import ALL, make, nonzero_state

@@ -77,7 +77,7 @@ def test_data_fake_only_for_mnist_tasks(tmp_path, capsys):
 
 def test_speed_task_projects_the_epoch(tmp_path, capsys):
     mnist.write_fake_mnist(tmp_path, n_train=200, n_test=20)
-    assert main(["speed", "--task", "pmnist", "--data-dir", str(tmp_path), "--cells",
+    assert main(["speed", "epoch", "--task", "pmnist", "--data-dir", str(tmp_path), "--cells",
                  "lstm,momentum_lstm", "--batch", "16", "--hidden", "8", "--batches", "3"]) == 0
     out = capsys.readouterr().out
     assert "first 3 train and validation batches timed" in out.splitlines()[0]
@@ -95,7 +95,7 @@ def test_speed_task_projects_the_epoch(tmp_path, capsys):
 
 def test_speed_task_whole_epoch_is_measured(tmp_path, capsys):
     mnist.write_fake_mnist(tmp_path, n_train=40, n_test=10)
-    assert main(["speed", "--task", "smnist", "--data-dir", str(tmp_path), "--cells", "lstm",
+    assert main(["speed", "epoch", "--task", "smnist", "--data-dir", str(tmp_path), "--cells", "lstm",
                  "--batch", "16", "--hidden", "4"]) == 0
     out = capsys.readouterr().out
     assert "whole epoch timed" in out.splitlines()[0]
@@ -104,7 +104,7 @@ def test_speed_task_whole_epoch_is_measured(tmp_path, capsys):
 
 
 def test_speed_task_synthetic_without_data_dir(capsys):
-    assert main(["speed", "--task", "adding:T=20,n_train=64,n_val=32", "--cells", "gru",
+    assert main(["speed", "epoch", "--task", "adding:T=20,n_train=64,n_val=32", "--cells", "gru",
                  "--batch", "16", "--hidden", "4", "--batches", "2"]) == 0
     (r,) = table(capsys.readouterr().out)
     assert r["how"] == "projected" and r["batches"] == 4 and r["epoch_s"] > 0
@@ -113,14 +113,29 @@ def test_speed_task_synthetic_without_data_dir(capsys):
 @pytest.mark.parametrize("args, fragment", [
     (["--task", "pmnist", "--batches", "0"], "valid: a positive integer"),
     (["--task", "pmnist"], "MNIST not found"),
-    (["--task", "adding", "--seq", "10"], "--seq 10: not with --task"),
-    (["--batches", "3"], "--batches 3: only with --task"),
+    (["--task", "adding", "--seq", "10"], "unrecognized arguments: --seq 10"),
     (["--task", "adding", "--data-dir", "/nowhere"], "unknown option 'data_dir'"),
 ])
 def test_speed_task_bad_input(args, fragment, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))       # empty: no MNIST here
     monkeypatch.setitem(sys.modules, "torchvision", None)     # and no download
     with pytest.raises(SystemExit) as e:
-        raise SystemExit(main(["speed", "--cells", "lstm", *args]))
+        raise SystemExit(main(["speed", "epoch", "--cells", "lstm", *args]))
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and fragment in err, err
+
+
+def test_old_speed_spelling_still_works_with_a_deprecation_line(capsys):
+    assert main(["speed", "--task", "adding:T=20,n_train=64,n_val=32", "--cells", "gru",
+                 "--batch", "16", "--hidden", "4", "--batches", "2"]) == 0
+    out = capsys.readouterr()
+    assert out.err.strip() == ("bench: `speed` without a mode is deprecated and goes in the next "
+                               "release; use `speed epoch`")
+    (r,) = table(out.out)
+    assert r["how"] == "projected" and r["batches"] == 4
+
+
+def test_kernel_flags_are_refused_by_epoch_and_the_reverse(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["speed", "kernel", "--batches", "3"])
+    assert e.value.code == 2 and "unrecognized arguments: --batches 3" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench import create_cell
-from bench.momentum.filter import exp_filter
+from bench.kernels.filter import exp_filter
 from bench.momentum.nesterov import step_counts
 
 T = 45

@@ -13,7 +13,7 @@ import torch
 from bench.budget import list_budgets, load_budget
 from bench.errors import UserError
 from bench.optim import JointOptimizer, build_optimizer
-from bench.registry import create_cell, parse_spec, resolve_hparams
+from bench.registry import create_cell, parse_spec
 from bench.task import parse_task
 from bench.train import train_run
 
@@ -88,7 +88,7 @@ def test_every_preset_loads_and_names_valid_cell_settings():
     for name in names:
         b = load_budget(name)
         for cell, values in b.cells.items():
-            resolve_hparams(parse_spec(cell), values, {"seq_len": 784})
+            parse_spec(cell).resolve(b.cells, context={"seq_len": 784})
     n512 = load_budget("paper-pmnist-dtriv-n512")
     assert (n512.hidden, n512.optimizer["lr"], n512.optimizer["orthogonal"]["lr"]) == (512, 3e-4, 7e-5)
     assert n512.suggest_optimizer(optuna.trial.FixedTrial({})) == {

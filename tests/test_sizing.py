@@ -4,7 +4,7 @@ import pytest
 from bench import create_cell, list_cells
 from bench.errors import UserError
 from bench.model import model_parameters
-from bench.registry import parse_spec, resolve_hparams
+from bench.registry import parse_spec
 from bench.task import parse_task
 from bench.train import size_for
 
@@ -15,7 +15,7 @@ SMALL = {"nru": {"memory_size": 64, "k": 4}}     # NRU's published memory alone 
 @pytest.mark.parametrize("name", list_cells())
 def test_every_cell_matches_the_budget_within_2_percent(name):
     spec = parse_spec(name)
-    hp = resolve_hparams(spec, SMALL.get(name, {}), {"seq_len": SPEC.seq_len})
+    hp = spec.resolve({name: SMALL.get(name, {})}, context={"seq_len": SPEC.seq_len})
     hidden = size_for(spec, hp, SPEC, 20000)
     n = model_parameters(create_cell(spec, SPEC.input_size, hidden, **hp), SPEC)
     assert abs(n - 20000) <= 0.02 * 20000, (hidden, n)
@@ -23,6 +23,6 @@ def test_every_cell_matches_the_budget_within_2_percent(name):
 
 def test_unreachable_budget_is_a_clear_error():
     spec = parse_spec("nru")
-    hp = resolve_hparams(spec, {}, {"seq_len": 50})
+    hp = spec.resolve(context={"seq_len": 50})
     with pytest.raises(UserError, match="cannot match 1000 parameters within 2%"):
         size_for(spec, hp, SPEC, 1000)

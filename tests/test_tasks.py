@@ -84,10 +84,15 @@ def test_task_id_is_canonical():
     ("nope", "unknown task 'nope'"),
     ("adding:Q=3", "unknown option 'Q'"),
     ("adding:T=1", "T=1 is out of range"),
-    ("adding:T=abc", "is not a int"),
-    ("copy:L", "malformed task option"),
+    ("adding:T=abc", "is not an int"),
+    ("copy:L", "malformed option 'L'"),
+    ("adding:T=20,T=30", "T given twice (T=20, T=30)"),
+    ("adding:T=1e400", "T='1e400' is not an int"),
+    ("adding:T=1e9", "T=1000000000 is out of range; valid: [2, 100000]"),
+    ("adding:T=100000,n_train=1000000", "take 745.1 GiB; valid: at most 2 GiB per split"),
+    ("adding:fresh=2", "fresh='2' is not a bool"),
 ])
 def test_bad_task_options(text, fragment):
     with pytest.raises(UserError) as e:
-        parse_task(text)
+        parse_task(text).build()        # the CLI builds the task before it opens a storage
     assert fragment in str(e.value)

@@ -8,37 +8,30 @@ mnist-timit/orthogonal.py, OrthogonalMomentumRNN and OrthogonalAdamRNN)::
                      correction)
 
 B = base exp(A) with dynamic trivialization, modrelu and the initialisation are dtriv's
-(``baselines.dtriv``); V has no bias. The momentum states depend on x only, so ``forward()``
+(``bench.kernels.orthogonal``); V has no bias. The momentum states depend on x only, so ``forward()``
 computes every v_t and r_t at once with the exponential filter and loops over h alone.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 from torch import Tensor
 
-from baselines.dtriv import INIT, K, OrthogonalCell, modrelu, modrelu_scan
 from bench.cell import State
 from bench.graphs import replay
-from bench.momentum.adaptive import BETA, EPS, S_ADAM
-from bench.momentum.filter import exp_filter
-from bench.momentum.rnn import MU, S
+from bench.kernels.filter import decayed, exp_filter
+from bench.kernels.orthogonal import INIT, REBASE_EVERY, OrthogonalCell, modrelu, modrelu_scan
+from bench.momentum.adaptive import BETA, EPS, STEP_SIZE_ADAM
+from bench.momentum.rnn import MOMENTUM, STEP_SIZE
 from bench.registry import register_cell
-
-
-def decayed(x0: Tensor, rate: float, T: int) -> Tensor:
-    """rate^(t+1) x0 for t < T, shape (B, T, C): what a carried-in filter state adds at step t."""
-    powers = rate ** torch.arange(1, T + 1, device=x0.device, dtype=x0.dtype)
-    return powers[:, None] * x0[:, None, :]
 
 
 class _MomentumOrthogonal(OrthogonalCell):
     """The momentum dtriv cells: V is dtriv's input map W_in, renamed as in the paper."""
 
-    def __init__(self, input_size: int, hidden_size: int, mu: float, s: float,
-                 K: float = math.inf, init: str = "cayley"):
+    def __init__(self, input_size: int, hidden_size: int, mu: float, s: float, K: float,
+                 init: str):
         super().__init__(input_size, hidden_size, K=K, init=init)
         self.mu, self.s = float(mu), float(s)
 
@@ -52,8 +45,9 @@ class _MomentumOrthogonal(OrthogonalCell):
         return v if v0 is None else v + decayed(v0, self.mu, x.shape[1])
 
 
-@register_cell("momentum_dtriv", family="momentum", hparams=(
-    dataclasses.replace(MU, default=0.3), dataclasses.replace(S, default=0.3), K, INIT))
+@register_cell("momentum_dtriv", hparams=(
+    dataclasses.replace(MOMENTUM, default=0.3), dataclasses.replace(STEP_SIZE, default=0.3),
+    REBASE_EVERY, INIT))
 class MomentumDTriv(_MomentumOrthogonal):
     """dtriv orthogonal RNN whose input drive carries heavy-ball momentum (official pMNIST
     setting at n 360/512: mu 0.3, s 0.3, K inf)."""
@@ -73,7 +67,7 @@ class MomentumDTriv(_MomentumOrthogonal):
         return y, (h, v[:, -1])
 
 
-@register_cell("adam_dtriv", family="momentum", hparams=(MU, S_ADAM, BETA, K, INIT))
+@register_cell("adam_dtriv", hparams=(MOMENTUM, STEP_SIZE_ADAM, BETA, REBASE_EVERY, INIT))
 class AdamDTriv(_MomentumOrthogonal):
     """dtriv orthogonal RNN with an Adam-normalised momentum drive. The code publishes no
     adam_dtriv recipe; the defaults are its pMNIST AdamLSTM ones (mu 0.6, s 1.0, beta 0.01)."""
@@ -81,7 +75,7 @@ class AdamDTriv(_MomentumOrthogonal):
     state_names = ("h", "v", "r")
 
     def __init__(self, input_size: int, hidden_size: int, mu: float, s: float, beta: float,
-                 K: float = math.inf, init: str = "cayley"):
+                 K: float, init: str):
         super().__init__(input_size, hidden_size, mu, s, K=K, init=init)
         self.beta = float(beta)
 

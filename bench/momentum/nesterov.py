@@ -14,7 +14,7 @@ state.
 The state carries u_{t-1} and the count, so a sequence split across calls runs exactly as one.
 
 u_t depends on h, so no cuDNN reduction exists; ``forward()`` is one time loop in a custom
-autograd Function with a hand-written backward (see ``bench.momentum.adaptive`` for why).
+autograd Function with a hand-written backward (see ``bench.momentum.adaptive`` for why; the gate kernels are ``bench.kernels.gates``).
 Parameters and initialisation are MomentumLSTM's, as in the official cell.
 """
 from __future__ import annotations
@@ -26,12 +26,12 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from bench.cell import State
-from bench.momentum.adaptive import (BLOCK, FORGET_BIAS, affine, hidden_buffer,
-                                     lstm_gates_backward, lstm_gates_forward)
-from bench.momentum.rnn import S, MomentumLSTM
+from bench.kernels.gates import (BLOCK, FORGET_BIAS, affine, hidden_buffer, lstm_gates_backward,
+                                 lstm_gates_forward)
+from bench.momentum.rnn import STEP_SIZE, MomentumLSTM
 from bench.registry import HParam, register_cell
 
-S_SR = dataclasses.replace(S, default=0.9)         # official pMNIST: --epsilon 0.9
+STEP_SIZE_SR = dataclasses.replace(STEP_SIZE, default=0.9)         # official pMNIST: --epsilon 0.9
 RESTART = HParam("restart", 40, search=(1, 100), kind=int, valid="[0, inf)",
                  doc="restart the Nesterov count every this many steps (official pMNIST 40; "
                      "0: never, the official parser default)")
@@ -113,7 +113,7 @@ class _NesterovLSTMScan(torch.autograd.Function):
         return dx, dM, dh, dc, du_next, None
 
 
-@register_cell("sr_lstm", hparams=(S_SR, RESTART, FORGET_BIAS), family="momentum")
+@register_cell("sr_lstm", hparams=(STEP_SIZE_SR, RESTART, FORGET_BIAS))
 class SRLSTM(MomentumLSTM):
     """SRLSTM: an LSTM whose drive takes Nesterov steps, restarted every ``restart`` steps.
 
@@ -126,7 +126,7 @@ class SRLSTM(MomentumLSTM):
     state_names = ("h", "c", "u", "k")
 
     def __init__(self, input_size: int, hidden_size: int, s: float, restart: int,
-                 forget_bias: float = 1.0):
+                 forget_bias: float):
         super().__init__(input_size, hidden_size, 0.0, s, forget_bias)
         self.restart = int(restart)
 

@@ -15,11 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from bench.cell import Cell, State
-from bench.momentum.filter import exp_filter
+from bench.kernels.filter import exp_filter
+from bench.kernels.gates import FORGET_BIAS
 from bench.registry import HParam, register_ablation, register_cell
 
-MU = HParam("mu", 0.6, search=(0.0, 0.99), valid="[0, 1)", doc="momentum coefficient")
-S = HParam("s", 0.6, search=(0.01, 1.0), valid="(0, inf)", doc="step size on the input")
+MOMENTUM = HParam("mu", 0.6, search=(0.0, 0.99), valid="[0, 1)", doc="momentum coefficient")
+STEP_SIZE = HParam("s", 0.6, search=(0.01, 1.0), valid="(0, inf)", doc="step size on the input")
 
 
 class _Momentum(Cell):
@@ -77,7 +78,7 @@ class _Momentum(Cell):
         return y, tuple(t.squeeze(0) for t in out) + (v,)
 
 
-@register_cell("momentum_rnn", hparams=(MU, S), family="momentum")
+@register_cell("momentum_rnn", hparams=(MOMENTUM, STEP_SIZE))
 class MomentumRNN(_Momentum):
     """MomentumRNN: a tanh RNN whose input drive carries heavy-ball momentum."""
 
@@ -94,11 +95,7 @@ class MomentumRNN(_Momentum):
         return h, (h, v)
 
 
-@register_cell("momentum_lstm", family="momentum", hparams=(
-    MU, S,
-    HParam("forget_bias", 1.0, valid="(-inf, inf)",
-           doc="fg_init of the official code: added to the forget part of b_x and of b_h"),
-))
+@register_cell("momentum_lstm", hparams=(MOMENTUM, STEP_SIZE, FORGET_BIAS))
 class MomentumLSTM(_Momentum):
     """MomentumLSTM: an LSTM whose input drive carries heavy-ball momentum.
 
@@ -110,7 +107,7 @@ class MomentumLSTM(_Momentum):
     gates = 4
 
     def __init__(self, input_size: int, hidden_size: int, mu: float, s: float,
-                 forget_bias: float = 1.0):
+                 forget_bias: float):
         super().__init__(input_size, hidden_size, mu, s)
         n = hidden_size
         with torch.no_grad():

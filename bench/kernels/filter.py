@@ -1,4 +1,4 @@
-"""The exponential filter that turns a momentum state into a filtered input.
+"""The exponential filter that turns a momentum state into a filtered input, and its carry-in.
 
 For a momentum state v_t = mu v_{t-1} + s (W x_t + b) with v_{-1} = 0, linearity gives
 v_t = W x~_t + b c_t with x~_t = mu x~_{t-1} + s x_t and c_t the same filter applied to a constant 1.
@@ -34,3 +34,9 @@ def exp_filter(x: Tensor, mu: float | Tensor, s: float | Tensor = 1.0, chunk: in
         out.append(yc)
         carry = yc[:, -1]
     return s * torch.cat(out, dim=1) if len(out) > 1 else s * out[0]
+
+
+def decayed(x0: Tensor, rate: float, T: int) -> Tensor:
+    """rate^(t+1) x0 for t < T, shape (B, T, C): what a carried-in filter state adds at step t."""
+    powers = rate ** torch.arange(1, T + 1, device=x0.device, dtype=x0.dtype)
+    return powers[:, None] * x0[:, None, :]

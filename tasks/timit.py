@@ -15,13 +15,56 @@ expRNN's and MomentumRNN's data came from:
   and last frames are silent); STFT with a 256-point periodic Hann window, hop 128, no centering:
   ceil(samples / 128) + 3 frames of 129 bins;
 - log-magnitude 10 log10(1e-5 + |X|^2).
-Inputs are frames 0..T-2 and targets frames 1..T-1 (T-1 valid steps; the original also scored
-one step past the end whose target was padding). Batches are ``(x, y, mask)``; loss and metric
-are the MSE over valid frames and all 129 bins (expRNN's masked ``nn.MSELoss``).
+Each utterance has T frames f_0..f_{T-1}; f_0 and f_{T-1} are always silent (the N edge zeros),
+i.e. exactly 10 log10(floor) = -50 dB in every bin ("silence" below). Batches are
+``(x, y, mask)``; loss and metric are the MSE over the masked steps and all 129 bins, pooled over
+utterances (expRNN's masked ``nn.MSELoss``). Three task options choose the protocol; none of them
+changes the features (the cache key), all of them enter the task id:
+
+``target`` -- ``next`` (default): input f_t, target f_{t+1} (Wisdom et al.'s prediction task,
+  ``--num_pred_steps 1``: ``train_z`` is the input and ``train_xdata`` shifted one frame ahead,
+  ``train_xdata[:n-1] = train_xdata[1:]``, is the target). ``previous``: x and y swapped, input
+  f_{t+1} and target f_t -- the task the published expRNN / dtriv / MomentumRNN numbers measure.
+  Evidence: expRNN's README has ``timit_prediction.py`` save ``train_x.npy`` from ``train_xdata``
+  (the shifted frames) and ``train_z.npy`` from ``train_z`` (the unshifted ones), then packs
+  ``training.pt = (train_x, train_y = train_z.npy, lens)``; ``timit_loader.py`` returns
+  ``(points, target, lens)`` in that order and ``3_timit.py`` computes ``model(batch_x)`` against
+  ``batch_y``. MomentumRNN's ``mnist-timit/make_timit_data4loader.py`` packs the same files in the
+  same roles for its ``timit_loader.py`` / ``timit.py``. So the published model sees frame t+1 and
+  outputs frame t: a one-step delay of its own input, which a delay line solves exactly (MSE ~0;
+  see the delay-by-one baseline below), whereas our default asks for a genuine forecast.
+``eval`` -- ``test`` (default): validation = dev (400 utterances, 50 speakers), test = core test
+  (192, 24 speakers); this is also Wisdom et al.'s own script (``run_timitpred_*.sh``:
+  ``--offset_eval 400 --n_utt_eval_spec 192``; early stopping on the first 400 = dev, the held-out
+  ``eval`` set = the next 192 = core test). ``dev``: the roles reversed as in expRNN and
+  MomentumRNN, whose ``test.pt`` is built from ``test_*`` (= dev 400) and ``val.pt`` from
+  ``eval_*`` (= core test 192), and whose scripts keep the dev loss at the epoch of best core-test
+  loss: validation = core test 192, reported test = dev 400.
+``loss_norm`` -- ``valid`` (default): T-1 steps per utterance, the ones with a real target.
+  ``padded``: T steps, as published (the mask is ``[0:lens]`` with ``lens`` = T frames, while
+  inputs/targets pair frames across a one-frame shift), so one step per utterance pairs a real
+  frame with padding. In ``timit_prediction.py`` the arrays are zero-padded in the complex STFT
+  domain (``np.zeros`` then filled to ``lens``) *before* ``--data_transform logmag``
+  (``10 log10(1e-5 + re^2 + im^2)``) and ``--data_normalization`` is left at ``none``, so a padded
+  frame is 10 log10(1e-5) = -50 dB, not 0. Here the padded step is therefore, with
+  ``target=next``: input f_{T-1}, target silence (``train_xdata[T-1]`` = the padding frame T; for
+  the longest utterance the shift leaves its own last frame there, which is also silent); with
+  ``target=previous``: input silence, target f_{T-1}. Since f_{T-1} is itself silent, both sides
+  of that step are -50 dB; it only adds T - 1 -> T to each utterance's count (and an error
+  wherever a model's output differs from silence there).
+
+Trivial baselines, computed per variant on its own test split over the same mask as the metric:
+persistence (predict y_t = x_t) and delay-by-one (predict y_t = x_{t-1}; the first step is
+predicted as silence, -50 dB in every bin, i.e. a delay line whose buffer starts with zero
+audio). The task's ``trivial`` is the better of the two (``trivial_note`` says which); with
+``target=previous`` delay-by-one is exact (0 up to float rounding), which is the point.
+``summary()`` gives both, on validation and test, and the MSE of predicting the mean training
+target frame.
 
 Splits: train = every TRAIN speaker's SI and SX sentences; dev = the 50 dev speakers (400
 utterances); test = the 24 core-test speakers (192), with the speaker lists shipped in
-``tasks/timit_speakers``. ``sa_filter=name`` (default) drops SA1/SA2 by file name;
+``tasks/timit_speakers`` (which of dev and test validates and which is reported: ``eval``
+above). ``sa_filter=name`` (default) drops SA1/SA2 by file name;
 ``sa_filter=substring`` is the original test ('sa' anywhere in the lower-cased path, here the
 path inside the corpus, applied to every split as the original did), which also drops speakers
 whose ID contains 'sa' (published: 3640 train utterances).
@@ -29,8 +72,6 @@ whose ID contains 'sa' (published: 3640 train utterances).
 Features are cached in ``cache_dir`` (default ``$XDG_CACHE_HOME/momentum-bench`` or
 ``~/.cache/momentum-bench``), keyed by a hash of the preprocessing settings and of every selected
 file's path, size and mtime; written to a temporary file and renamed, so never half-written.
-Trivial score: the test MSE of predicting frame t+1 = frame t (persistence, the naive forecast),
-computed from the data; ``summary()`` also gives the MSE of predicting the mean training frame.
 """
 from __future__ import annotations
 
@@ -54,7 +95,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from bench.errors import UserError
-from bench.registry import HParam, register_task
+from bench.registry import Option, register_task
 from bench.task import Batches, FileTaskData, TaskSpec
 
 SPLITS = ("train", "dev", "test")
@@ -322,34 +363,87 @@ def load_features(splits: dict[str, list[Utterance]], cache_dir: Path,
     return feats, path, False
 
 
-def collate(seqs: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """Utterances (T_i, 129) -> x = frames 0..T-2, y = frames 1..T-1 (zero-padded), mask (B, T)."""
-    x = pad_sequence([s[:-1] for s in seqs], batch_first=True)
-    y = pad_sequence([s[1:] for s in seqs], batch_first=True)
-    lengths = torch.tensor([len(s) - 1 for s in seqs])
+TARGETS = ("next", "previous")
+EVALS = ("test", "dev")
+LOSS_NORMS = ("valid", "padded")
+#: the (validation, test) split of each ``eval`` choice
+EVAL_SPLITS = {"test": ("dev", "test"), "dev": ("test", "dev")}
+SHORT_NAMES = {"dev": "dev", "test": "core test"}
+SPLIT_NAMES = {"dev": "dev, 400 utterances of 50 speakers in the full corpus",
+               "test": "core test, 192 utterances of 24 speakers in the full corpus"}
+
+
+def silence(p: Preprocessing = PREPROCESSING) -> float:
+    """The feature value of zero audio (and of the published padding): 10 log10(floor), -50 dB."""
+    return 10.0 * math.log10(p.floor)
+
+
+def steps(s: Tensor, target: str = "next", loss_norm: str = "valid",
+          pad: float = silence()) -> tuple[Tensor, Tensor]:
+    """One utterance's (inputs, targets) at the steps the mask covers.
+
+    ``next``: x_t = f_t, y_t = f_{t+1}; ``previous``: the two swapped. ``valid``: T - 1 steps;
+    ``padded``: T steps, the utterance extended by one frame of ``pad`` first (published).
+    """
+    if loss_norm == "padded":
+        s = torch.cat([s, s.new_full((1, s.shape[1]), pad)])
+    x, y = s[:-1], s[1:]
+    return (y, x) if target == "previous" else (x, y)
+
+
+def collate(seqs: Sequence[Tensor], target: str = "next", loss_norm: str = "valid",
+            pad: float = silence()) -> tuple[Tensor, Tensor, Tensor]:
+    """Utterances (T_i, 129) -> x, y (B, max steps, 129; zero beyond each mask) and mask (B, steps)."""
+    xs, ys = zip(*(steps(s, target, loss_norm, pad) for s in seqs))
+    x = pad_sequence(list(xs), batch_first=True)
+    y = pad_sequence(list(ys), batch_first=True)
+    lengths = torch.tensor([len(v) for v in xs])
     mask = torch.arange(x.shape[1]) < lengths[:, None]
     return x, y, mask
 
 
-def persistence_mse(seqs: Sequence[Tensor]) -> float:
-    """MSE over valid frames and bins of predicting frame t+1 = frame t."""
-    total = sum(float(((s[1:] - s[:-1]) ** 2).sum()) for s in seqs)
-    return total / sum((len(s) - 1) * s.shape[1] for s in seqs)
+def _mse(pairs) -> float:
+    """Pooled MSE over every (prediction, target) step and bin, in float64."""
+    total = count = 0
+    for pred, y in pairs:
+        total += float(((pred.double() - y.double()) ** 2).sum())
+        count += y.numel()
+    return total / count
 
 
-def mean_frame_mse(seqs: Sequence[Tensor], mean: Tensor) -> float:
-    """MSE over valid frames and bins of predicting the fixed frame ``mean``."""
-    total = sum(float(((s[1:] - mean) ** 2).sum()) for s in seqs)
-    return total / sum((len(s) - 1) * s.shape[1] for s in seqs)
+def persistence_mse(seqs: Sequence[Tensor], target: str = "next", loss_norm: str = "valid",
+                    pad: float = silence()) -> float:
+    """MSE over the masked steps and bins of predicting y_t = x_t (copy the input)."""
+    return _mse((x, y) for x, y in (steps(s, target, loss_norm, pad) for s in seqs))
+
+
+def delay_mse(seqs: Sequence[Tensor], target: str = "next", loss_norm: str = "valid",
+              pad: float = silence()) -> float:
+    """MSE over the masked steps and bins of predicting y_t = x_{t-1}; y_0 is predicted as ``pad``
+    (silence: a delay line whose buffer starts with zero audio)."""
+    def delayed(x: Tensor) -> Tensor:
+        return torch.cat([x.new_full((1, x.shape[1]), pad), x[:-1]])
+    return _mse((delayed(x), y) for x, y in (steps(s, target, loss_norm, pad) for s in seqs))
+
+
+def mean_frame_mse(seqs: Sequence[Tensor], mean: Tensor, target: str = "next",
+                   loss_norm: str = "valid", pad: float = silence()) -> float:
+    """MSE over the masked steps and bins of predicting the fixed frame ``mean``."""
+    return _mse((mean.expand_as(y), y) for _, y in (steps(s, target, loss_norm, pad) for s in seqs))
 
 
 class Timit(FileTaskData):
-    """Predict the next log-magnitude STFT frame of TIMIT speech (MSE over valid frames)."""
+    """Predict a log-magnitude STFT frame of TIMIT speech: the next one (default) or, as published,
+    the previous one; MSE over the masked steps."""
 
-    def __init__(self, data_dir: str | None, cache_dir: str | None, sa_filter: str):
+    def __init__(self, data_dir: str | None, cache_dir: str | None, sa_filter: str = "name",
+                 target: str = "next", eval: str = "test", loss_norm: str = "valid"):  # noqa: A002
         super().__init__()
         self.data_dir, self.sa_filter = data_dir, sa_filter
+        self.target, self.eval, self.loss_norm = target, eval, loss_norm
+        self.splits = ("train", *EVAL_SPLITS[eval])   # (train, validation, test) split names
         self.preprocessing = PREPROCESSING            # read at construction: tests may swap it
+        self.pad = silence(self.preprocessing)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self._sets: dict[str, list[Tensor]] | None = None
         self.cache_path: Path | None = None
@@ -357,49 +451,81 @@ class Timit(FileTaskData):
         self._trivials: dict[str, float] = {}
         self._spec: TaskSpec | None = None
 
+    @property
+    def variant(self) -> dict[str, str]:
+        return {"target": self.target, "loss_norm": self.loss_norm, "pad": self.pad}
+
+    def baselines(self, split: str) -> dict[str, float]:
+        """Persistence and delay-by-one MSE on one split, under this variant's target and mask."""
+        if self._sets is None:
+            self.setup()
+        seqs = self._sets[split]
+        return {"persistence": persistence_mse(seqs, **self.variant),
+                "delay-by-one": delay_mse(seqs, **self.variant)}
+
     def read_files(self) -> None:
         root = locate(self.data_dir)
         splits = select(scan(root), self.sa_filter)
         _check_nonempty(splits, root)
         feats, self.cache_path, self.cache_hit = load_features(splits, self.cache_dir, self.preprocessing)
         sets = {s: [torch.from_numpy(np.ascontiguousarray(f)) for f in fs] for s, fs in feats.items()}
-        train_mean = torch.cat([s[1:] for s in sets["train"]]).mean(0)
-        self._trivials = {"persistence, test": persistence_mse(sets["test"]),
-                          "persistence, dev": persistence_mse(sets["dev"]),
-                          "mean train frame, test": mean_frame_mse(sets["test"], train_mean)}
+        self._sets = sets
+        _, val, test = self.splits
+        train_mean = torch.cat([steps(s, **self.variant)[1] for s in sets["train"]]).double().mean(0)
+        by_role = {"test": self.baselines(test), "validation": self.baselines(val)}
+        self._trivials = {f"{k}, {role}": v for role, b in by_role.items() for k, v in b.items()}
+        self._trivials["mean train target frame, test"] = mean_frame_mse(sets[test], train_mean,
+                                                                         **self.variant)
+        best = min(by_role["test"], key=by_role["test"].get)       # persistence on a tie
+        other = next(k for k in by_role["test"] if k != best)
+        rule = {"persistence": "persistence (y_t = x_t)",
+                "delay-by-one": "delay-by-one (y_t = x_{t-1}, silence at the first step)"}
         bins = self.preprocessing.bins
+        n_steps = "T" if self.loss_norm == "padded" else "T-1"
         self._spec = TaskSpec(
             "timit", input_size=bins, output_size=bins,
-            seq_len=max(len(f) for fs in sets.values() for f in fs) - 1,
+            seq_len=max(len(f) for fs in sets.values() for f in fs) - (self.loss_norm == "valid"),
             readout="all", loss="mse", metric="mse", direction="minimize",
-            trivial=self._trivials["persistence, test"],
-            trivial_note="predict frame t+1 = frame t (persistence): test MSE")
-        self._sets = sets
+            trivial=by_role["test"][best],
+            trivial_note=f"{rule[best]}, the better of persistence and delay-by-one ({other} "
+                         f"{by_role['test'][other]:.4g}); target={self.target}, MSE on "
+                         f"{SHORT_NAMES[test]}, {n_steps} steps per utterance")
 
-    splits = ("train", "dev", "test")
     eval_batch = EVAL_BATCH
 
     def batches(self, split: str, batch_size: int, seed: int | None) -> Batches:
         self.setup()
         seqs = self._sets[split]
         return Batches([torch.arange(len(seqs))], batch_size, seed,
-                       transform=lambda idx: collate([seqs[i] for i in idx.tolist()]))
+                       transform=lambda idx: collate([seqs[i] for i in idx.tolist()], **self.variant))
 
     def summary(self) -> dict:
         self.setup()
+        per_step = 0 if self.loss_norm == "padded" else 1
         out = {f"{s} utterances": len(v) for s, v in self._sets.items()}
-        out |= {f"{s} frames": sum(len(f) - 1 for f in v) for s, v in self._sets.items()}
-        out |= {f"trivial MSE ({k})": round(v, 3) for k, v in self._trivials.items()}
-        return out | {"sa_filter": self.sa_filter, "cache": f"{'hit' if self.cache_hit else 'written'} "
-                                                             f"{self.cache_path}"}
+        out |= {f"{s} scored steps": sum(len(f) - per_step for f in v) for s, v in self._sets.items()}
+        out |= {"validation split": f"{self.splits[1]} ({SPLIT_NAMES[self.splits[1]]})",
+                "test split": f"{self.splits[2]} ({SPLIT_NAMES[self.splits[2]]})"}
+        out |= {f"trivial MSE ({k})": round(v, 6) for k, v in self._trivials.items()}
+        return out | {"target": self.target, "eval": self.eval, "loss_norm": self.loss_norm,
+                      "sa_filter": self.sa_filter,
+                      "cache": f"{'hit' if self.cache_hit else 'written'} {self.cache_path}"}
 
 
 @register_task("timit", options=(
-    HParam("data_dir", None, kind=str, doc="the LDC TIMIT folder (else $BENCH_DATA_DIR)"),
-    HParam("cache_dir", None, kind=str, doc="feature cache folder (default ~/.cache/momentum-bench)"),
-    HParam("sa_filter", "name", kind=str, choices=("name", "substring"),
+    Option("data_dir", None, kind=str, doc="the LDC TIMIT folder (else $BENCH_DATA_DIR)"),
+    Option("cache_dir", None, kind=str, doc="feature cache folder (default ~/.cache/momentum-bench)"),
+    Option("sa_filter", "name", kind=str, choices=("name", "substring"),
            doc="drop SA1/SA2 by file name, or by the original's 'sa'-in-path test"),
+    Option("target", "next", kind=str, choices=TARGETS,
+           doc="next: input frame t, target t+1; previous: input t+1, target t (published expRNN/"
+               "dtriv/MomentumRNN roles, a one-step delay)"),
+    Option("eval", "test", kind=str, choices=EVALS,
+           doc="test: validate on dev 400, report core test 192; dev: the published reverse"),
+    Option("loss_norm", "valid", kind=str, choices=LOSS_NORMS,
+           doc="valid: average over T-1 steps per utterance; padded: over T, one step paired with "
+               "padding (published)"),
 ), local=("data_dir", "cache_dir"))
 def timit(**options) -> Timit:
-    """TIMIT: predict the next log-magnitude spectrogram frame, 129 bins (MSE over valid frames)."""
+    """TIMIT: predict a log-magnitude spectrogram frame, 129 bins (next by default; MSE over masked steps)."""
     return Timit(**options)

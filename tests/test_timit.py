@@ -187,9 +187,15 @@ def test_missing_dir_and_empty_split(tmp_path, monkeypatch):
 def test_options_and_id(corpus, tmp_path):
     root, _ = corpus
     cfg = parse_task(f"timit:data_dir={root},cache_dir={tmp_path}")
-    assert cfg.id == "timit:sa_filter=name"
+    assert cfg.id == "timit:eval=test,loss_norm=valid,sa_filter=name,target=next"
+    published = parse_task(f"timit:data_dir={root},target=previous,eval=dev,loss_norm=padded")
+    assert published.id == "timit:eval=dev,loss_norm=padded,sa_filter=name,target=previous"
     with pytest.raises(UserError, match="sa_filter"):
         parse_task("timit:sa_filter=regex")
+    for bad, valid in (("target=last", "next, previous"), ("eval=val", "test, dev"),
+                       ("loss_norm=all", "valid, padded")):
+        with pytest.raises(UserError, match=f"{bad.split('=')[0]}.*choices: {valid}"):
+            parse_task(f"timit:{bad}")
 
 
 def test_subdir_and_env(corpus, tmp_path, monkeypatch):
@@ -199,3 +205,172 @@ def test_subdir_and_env(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_DATA_DIR", str(root.parent))
     (tmp_path / "timit").symlink_to(root, target_is_directory=True)
     assert timit.locate(str(tmp_path)) == tmp_path / "timit"
+
+
+# ---- the published protocol as options (issue 12) ------------------------------------------
+
+SILENCE = 10 * np.log10(1e-5)                    # -50 dB: the features of zero audio
+
+
+def one_batch(task: timit.Timit, split: str):
+    task.setup()
+    return next(iter(task.batches(split, 1000, None)))
+
+
+def utterances(root: Path) -> dict[str, list]:
+    return timit.select(timit.scan(root))
+
+
+def test_edge_frames_are_silence(corpus, tmp_path):
+    """What the padded step and the delay-by-one first step rely on: f_0 and f_{T-1} are silent."""
+    task = build(corpus[0], tmp_path)
+    task.setup()
+    for seqs in task._sets.values():
+        for f in seqs:
+            assert torch.all(f[0] == SILENCE) and torch.all(f[-1] == SILENCE)
+    assert timit.silence() == SILENCE
+
+
+@pytest.mark.parametrize("loss_norm", ["valid", "padded"])
+def test_target_previous_swaps_input_and_target(corpus, tmp_path, loss_norm):
+    root, _ = corpus
+    default = build(root, tmp_path, loss_norm=loss_norm)
+    previous = build(root, tmp_path, target="previous", loss_norm=loss_norm)
+    for split in timit.SPLITS:
+        x, y, mask = one_batch(default, split)
+        xp, yp, maskp = one_batch(previous, split)
+        assert torch.equal(maskp, mask) and torch.equal(xp, y) and torch.equal(yp, x)
+    # and what they are, utterance by utterance, from the independently computed features
+    for i, u in enumerate(utterances(root)["test"]):
+        f = torch.from_numpy(reference_features(u.path)).float()
+        n = len(f) - 1 + (loss_norm == "padded")
+        assert int(maskp[i].sum()) == n and not maskp[i, n:].any()
+        torch.testing.assert_close(yp[i, :len(f) - 1], f[:-1], atol=1e-4, rtol=0)   # target f_t
+        torch.testing.assert_close(xp[i, :len(f) - 1], f[1:], atol=1e-4, rtol=0)    # input f_{t+1}
+        if loss_norm == "padded":                  # step T-1: input the padding, target f_{T-1}
+            assert torch.all(xp[i, n - 1] == SILENCE)
+            torch.testing.assert_close(yp[i, n - 1], f[-1], atol=1e-4, rtol=0)
+    assert previous.spec.seq_len == default.spec.seq_len
+    assert previous.cache_hit and previous.cache_path == default.cache_path     # same features
+
+
+def independent_baselines(seqs: list[np.ndarray], target: str, padded: bool) -> dict[str, float]:
+    """Persistence and delay-by-one written out with numpy loops (not the task's code)."""
+    err = {"persistence": 0.0, "delay-by-one": 0.0}
+    count = 0
+    for f in seqs:
+        f = f.astype(np.float64)
+        if padded:
+            f = np.vstack([f, np.full((1, f.shape[1]), SILENCE)])
+        for t in range(len(f) - 1):
+            inp, tgt = (f[t + 1], f[t]) if target == "previous" else (f[t], f[t + 1])
+            prev_inp = SILENCE if t == 0 else (f[t] if target == "previous" else f[t - 1])
+            err["persistence"] += ((inp - tgt) ** 2).sum()
+            err["delay-by-one"] += ((prev_inp - tgt) ** 2).sum()
+            count += f.shape[1]
+    return {k: v / count for k, v in err.items()}
+
+
+@pytest.mark.parametrize("loss_norm", ["valid", "padded"])
+def test_baselines_per_variant(corpus, tmp_path, loss_norm):
+    root, _ = corpus
+    padded = loss_norm == "padded"
+    default = build(root, tmp_path, loss_norm=loss_norm)
+    previous = build(root, tmp_path, target="previous", loss_norm=loss_norm)
+    default.setup()
+    feats = [f.numpy() for f in default._sets["test"]]
+    mine = {t: independent_baselines(feats, t, padded) for t in ("next", "previous")}
+    # the published variant is a one-step delay: delay-by-one is exact
+    assert previous.baselines("test")["delay-by-one"] < 1e-6 and mine["previous"]["delay-by-one"] < 1e-6
+    assert previous.spec.trivial < 1e-6 and previous.spec.trivial_note.startswith("delay-by-one")
+    # persistence on previous = the default task's persistence, computed here from the features
+    assert previous.baselines("test")["persistence"] == pytest.approx(mine["next"]["persistence"], rel=1e-9)
+    assert default.baselines("test")["persistence"] == pytest.approx(mine["next"]["persistence"], rel=1e-9)
+    assert default.baselines("test")["delay-by-one"] == pytest.approx(mine["next"]["delay-by-one"], rel=1e-9)
+    assert default.spec.trivial == pytest.approx(mine["next"]["persistence"], rel=1e-9)
+    assert default.spec.trivial_note.startswith("persistence") and "core test" in default.spec.trivial_note
+    # the same numbers come out of the batches with the metric's mask
+    for task in (default, previous):
+        x, y, mask = one_batch(task, "test")
+        delayed = torch.cat([torch.full_like(x[:, :1], SILENCE), x[:, :-1]], 1)
+        b = task.baselines("test")
+        assert float(masked_mse(x, y, mask)) == pytest.approx(b["persistence"], rel=1e-5)
+        assert float(masked_mse(delayed, y, mask)) == pytest.approx(b["delay-by-one"], abs=1e-6, rel=1e-5)
+    s = previous.summary()
+    assert s["trivial MSE (delay-by-one, test)"] < 1e-6
+    assert s["trivial MSE (persistence, test)"] == pytest.approx(mine["next"]["persistence"], abs=1e-5)
+    assert "trivial MSE (persistence, validation)" in s and "trivial MSE (delay-by-one, validation)" in s
+
+
+def test_eval_dev_swaps_validation_and_test(corpus, tmp_path):
+    root, _ = corpus
+    utts = utterances(root)
+    dev_speakers, core_speakers = timit.speaker_list("dev"), timit.speaker_list("core_test")
+
+    def speakers_of(batch) -> set[str]:
+        """Which utterances a batch holds, by matching its inputs to independent features."""
+        x, _, mask = batch
+        found = set()
+        for row, m in zip(x, mask):
+            n = int(m.sum())
+            hits = {u.speaker for us in (utts["dev"], utts["test"]) for u in us
+                    if len(reference_features(u.path)) - 1 == n and np.allclose(
+                        row[:n].numpy(), reference_features(u.path)[:-1], atol=1e-4)}
+            assert len(hits) == 1
+            found |= hits
+        return found
+
+    default, swapped = build(root, tmp_path), build(root, tmp_path, eval="dev")
+    for task in (default, swapped):
+        task.setup()
+    val_default, test_default = speakers_of(next(iter(default.val_dataloader()))), \
+        speakers_of(next(iter(default.test_dataloader())))
+    val_swapped, test_swapped = speakers_of(next(iter(swapped.val_dataloader()))), \
+        speakers_of(next(iter(swapped.test_dataloader())))
+    assert val_default == test_swapped == {u.speaker for u in utts["dev"]} and val_default <= dev_speakers
+    assert test_default == val_swapped == {u.speaker for u in utts["test"]} and test_default <= core_speakers
+    # the trivial score follows the reported split
+    assert swapped.spec.trivial == pytest.approx(default.baselines("dev")["persistence"])
+    assert "on dev" in swapped.spec.trivial_note and "on core test" in default.spec.trivial_note
+    s = swapped.summary()
+    assert s["validation split"].startswith("test (core test") and s["test split"].startswith("dev (dev")
+    assert swapped.cache_path == default.cache_path
+
+
+def test_loss_norm_padded_divides_by_T(corpus, tmp_path):
+    from types import SimpleNamespace
+
+    from bench.model import SeqModel
+    root, _ = corpus
+    two = utterances(root)["dev"][:2]
+    lengths = [math.ceil(math.ceil((len(u.path.read_bytes()) - 1024) // 2 / 2) / 128) + 3 for u in two]
+    assert lengths[0] != lengths[1]                # a real padding case inside the batch
+    feats = [reference_features(u.path) for u in two]
+    assert [len(f) for f in feats] == lengths
+
+    # by hand: prediction 0.9 x_t + 1 of the next frame, scored at T steps: T-1 real, one padding
+    sse_valid = sum(((0.9 * f[:-1] + 1 - f[1:]) ** 2).sum() for f in feats)
+    sse_pad = sum(((0.9 * f[-1] + 1 - SILENCE) ** 2).sum() for f in feats)
+    by_hand_padded = (sse_valid + sse_pad) / (sum(lengths) * 129)
+    by_hand_valid = sse_valid / ((sum(lengths) - 2) * 129)
+
+    results = {}
+    for norm in ("valid", "padded"):
+        task = build(root, tmp_path, loss_norm=norm)
+        task.setup()
+        x, y, mask = timit.collate(task._sets["dev"][:2], **task.variant)
+        assert mask.sum(1).tolist() == [n - (norm == "valid") for n in lengths]
+        pred = 0.9 * x + 1.0
+        total, count = SeqModel.loss_terms(SimpleNamespace(spec=task.spec), pred, y, mask)
+        assert int(count) == (sum(lengths) - 2 * (norm == "valid")) * 129
+        results[norm] = float(total / count)
+        assert float(masked_mse(pred, y, mask)) == pytest.approx(results[norm], rel=1e-6)
+    assert results["padded"] == pytest.approx(by_hand_padded, rel=1e-4)
+    assert results["valid"] == pytest.approx(by_hand_valid, rel=1e-4)
+    # persistence scores 0 at the padded step (silence -> silence), so only the count changes
+    task, valid = build(root, tmp_path, loss_norm="padded"), build(root, tmp_path)
+    task.setup()
+    n_utt, n_steps = len(task._sets["test"]), sum(len(f) - 1 for f in task._sets["test"])
+    assert task.spec.trivial == pytest.approx(valid.spec.trivial * n_steps / (n_steps + n_utt), rel=1e-9)
+    assert task.spec.seq_len == valid.spec.seq_len + 1
+    assert task.summary()["test scored steps"] == n_steps + n_utt

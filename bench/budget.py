@@ -40,7 +40,16 @@ class Budget:
     pruner: dict[str, Any] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task option defaults
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-cell fixed hyperparameters
+    #: the comparison the preset declares: test (mwu or welch), reference cell and alpha; flags
+    #: may override them, and the table says when they do
+    stats: dict[str, Any] = field(default_factory=dict)
+    #: false for presets too small to conclude anything from (smoke): the table says so
+    conclusive: bool = True
     source: str = ""
+
+    def declared(self) -> dict[str, Any]:
+        """The declared test, reference and alpha, with the harness defaults filled in."""
+        return {"test": "mwu", "reference": "lstm", "alpha": 0.05, **self.stats}
 
     @property
     def fingerprint(self) -> str:
@@ -84,9 +93,11 @@ def load_budget(name: str) -> Budget:
     if not path.is_file():
         raise UserError(f"unknown budget preset {name!r}; valid: {choices(list_budgets())} "
                         "or the path of a .toml file")
-    source = path.read_text()
     try:
+        source = path.read_text(encoding="utf-8")
         raw = tomllib.loads(source)
+    except UnicodeDecodeError:
+        raise UserError(f"budget preset {path}: not a text file (not UTF-8); valid: a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"budget preset {path}: not valid TOML ({e})") from None
     known = set(Budget.__dataclass_fields__) - {"source", "name"}
@@ -97,16 +108,39 @@ def load_budget(name: str) -> Budget:
     missing = [k for k in ("trials", "seeds", "epochs", "batch_size", "optimizer") if k not in raw]
     if missing:
         raise UserError(f"budget preset {path}: missing key(s) {', '.join(missing)}")
-    b = Budget(name=raw.pop("name", path.stem), source=source,
+    name = raw.pop("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise UserError(f"budget preset {path}: name={name!r}; valid: a non-empty string")
+    if path.resolve().parent != STUDIES:
+        # a preset given by path never merges with a built-in one of the same name
+        name = f"{name}@{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+    b = Budget(name=name, source=source,
                **{k: v for k, v in raw.items() if k in known})
     for key in ("trials", "seeds", "epochs", "batch_size"):
-        if not isinstance(getattr(b, key), int) or getattr(b, key) < 1:
-            raise UserError(f"budget preset {b.name}: {key}={getattr(b, key)!r}; valid: a positive integer")
+        v = getattr(b, key)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 100_000:
+            raise UserError(f"budget preset {b.name}: {key}={v!r}; valid: an integer in [1, 100000]")
+    _check_stats(b)
     if (b.params is None) == (b.hidden is None):
         raise UserError(f"budget preset {b.name}: give exactly one of params and hidden")
     check_optimizer(b.optimizer, f"budget preset {b.name}")
     b.make_pruner()
     return b
+
+
+def _check_stats(b: Budget) -> None:
+    from bench.stats import TESTS
+    d = b.declared()
+    unknown = set(d) - {"test", "reference", "alpha"}
+    if unknown:
+        raise UserError(f"budget preset {b.name}: unknown stats key(s) {', '.join(sorted(unknown))}; "
+                        "valid: alpha, reference, test")
+    if d["test"] not in TESTS:
+        raise UserError(f"budget preset {b.name}: stats.test={d['test']!r}; valid: {choices(TESTS)}")
+    if isinstance(d["alpha"], bool) or not isinstance(d["alpha"], (int, float)) or not 0 < d["alpha"] < 1:
+        raise UserError(f"budget preset {b.name}: stats.alpha={d['alpha']!r}; valid: (0, 1)")
+    if not isinstance(b.conclusive, bool):
+        raise UserError(f"budget preset {b.name}: conclusive={b.conclusive!r}; valid: true, false")
 
 
 def budget_json(b: Budget) -> str:

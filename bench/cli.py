@@ -61,7 +61,7 @@ def _positive(text: str) -> int:
 def _experiment_args(p: argparse.ArgumentParser, cells_required: bool) -> None:
     from bench.stats import TESTS
     from bench.storage import DEFAULT_URL
-    p.add_argument("--task", required=True,
+    p.add_argument("--task", required=cells_required,
                    help="task name with options, e.g. adding:T=200 or copy:L=1000 (see `list`)")
     p.add_argument("--cells", required=cells_required, default=None,
                    help="comma list of cell specs, `all`, or glob patterns, e.g. "
@@ -76,9 +76,10 @@ def _experiment_args(p: argparse.ArgumentParser, cells_required: bool) -> None:
                    help=f"Optuna storage URL (default {DEFAULT_URL}; journal:PATH for several "
                         "processes on one host; postgresql://... across hosts)")
     p.add_argument("--data-dir", help="data directory for pmnist/smnist/timit")
-    p.add_argument("--reference", default="lstm", help="the cell every other is tested against")
-    p.add_argument("--test", choices=sorted(TESTS), default="mwu", help="significance test")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
+    p.add_argument("--reference", help="the cell every other is tested against (default: the "
+                                       "preset's, usually lstm)")
+    p.add_argument("--test", choices=sorted(TESTS), help="significance test (default: the preset's, mwu)")
+    p.add_argument("--alpha", type=float, help="significance level after Holm (default: the preset's, 0.05)")
 
 
 def _speed_args(p: argparse.ArgumentParser, epoch: bool | None) -> None:
@@ -125,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     _experiment_args(rep, cells_required=False)
     rep.add_argument("--format", choices=["md", "latex", "csv", "json"], default="md")
     rep.add_argument("--out", help="write the table to this file instead of stdout")
+    rep.add_argument("--across", metavar="TASKS",
+                     help="compare the cells across tasks (each with options, as --task), e.g. "
+                          "adding:T=50,copy:L=100: average ranks, Friedman, Nemenyi, CD diagram")
+    rep.add_argument("--plots", metavar="DIR",
+                     help="folder for plot files (default: the folder of --out, else runs/plots)")
 
     lst = _command(sub, "list", "cells (hyperparameters, search spaces), ablations, tasks, budgets",
                    "python -m bench list --family momentum")
@@ -171,20 +177,42 @@ def _with_data_dir(task_text: str, data_dir: str | None) -> str:
     return task_text + ("," if ":" in task_text else ":") + f"data_dir={data_dir}"
 
 
-def _experiment(args):
-    """Check every input and build (experiment, specs, task data) without touching the storage."""
+def split_tasks(text: str) -> list[str]:
+    """``adding:T=50,n_val=100,copy:L=10`` -> ``["adding:T=50,n_val=100", "copy:L=10"]``."""
+    from bench.registry import list_tasks
+
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        head = part.partition(":")[0]
+        if "=" not in head and head in list_tasks():
+            out.append(part)
+        elif out and part:
+            out[-1] += "," + part
+        else:
+            raise UserError(f"--across {text!r}: {part!r} is not a task; valid: "
+                            f"{choices(list_tasks())}, each with its options")
+    if len(out) < 2:
+        raise UserError(f"--across {text!r}: {len(out)} task(s); valid: at least 2 tasks")
+    return out
+
+
+def _experiment(args, task_text: str | None = None):
+    """Check every input and build (experiment, specs) without touching the storage."""
     from bench.budget import load_budget
     from bench.registry import cell_entry, parse_cells
     from bench.task import parse_task
     from bench.tune import Experiment
 
     budget = load_budget(args.budget)
-    task_text = _with_data_dir(args.task, args.data_dir)
+    if (task_text or args.task) is None:
+        raise UserError("--task is required (or --across TASKS for report); valid: a task spec, "
+                        "e.g. adding:T=50")
+    task_text = _with_data_dir(task_text or args.task, args.data_dir)
     name = task_text.partition(":")[0]
     task = parse_task(task_text, budget.tasks.get(name, {}))
     specs = parse_cells(args.cells, args.ablations) if args.cells else None
-    cell_entry(args.reference)    # an unknown reference is bad input
-    if not 0 < args.alpha < 1:
+    cell_entry(args.reference or budget.declared()["reference"])   # an unknown one is bad input
+    if args.alpha is not None and not 0 < args.alpha < 1:
         raise UserError(f"--alpha {args.alpha} is out of range; valid: (0, 1)")
     hidden, params = args.hidden, args.match_params
     if hidden is None and params is None:
@@ -196,9 +224,9 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from bench import report as rp
-    from bench.storage import check_url, is_single_process, open_storage
+    from bench.storage import check_url, is_single_process, mask_url, open_storage
     from bench.train import size_and_hparams
-    from bench.tune import finished_runs, run_experiment
+    from bench.tune import check_budget, finished_runs, run_experiment
 
     exp, specs = _experiment(args)
     check_url(args.storage)
@@ -207,12 +235,13 @@ def cmd_run(args) -> int:
     for spec in specs:    # a size that cannot be matched is bad input: find it before writing
         size_and_hparams(spec, {}, data.spec, exp.budget, exp.hidden, exp.params)
     storage = open_storage(args.storage)
+    check_budget(storage, exp.budget)
     b = exp.budget
     total = len(specs) * (b.trials + b.seeds)
     done = finished_runs(storage, exp, specs)
     print(f"{exp.task.id}: {len(specs)} cells x ({b.trials} trials + {b.seeds} seeds) = {total} runs "
           f"({done} already stored); budget {b.name}, {exp.size}, {b.epochs} epochs per run; "
-          f"storage {args.storage}", flush=True)
+          f"storage {mask_url(args.storage)}", flush=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     with tqdm(total=total, initial=done, unit="run", disable=args.no_progress, file=sys.stderr,
@@ -220,8 +249,8 @@ def cmd_run(args) -> int:
         run_experiment(storage, exp, specs, data, bar, args.device,
                        is_single_process(args.storage))
     print(f"done in {time.perf_counter() - start:.0f} s\n")
-    rep = rp.build(storage, exp, args.reference, args.test, args.alpha, [str(s) for s in specs])
-    print(rp.render(rep, "md", args.reference))
+    rep = rp.build(storage, exp, [str(s) for s in specs], args.test, args.reference, args.alpha)
+    print(rp.render(rep, "md"))
     return 0
 
 
@@ -231,26 +260,73 @@ def _raise_interrupt(signum, frame):
 
 def cmd_report(args) -> int:
     from bench import report as rp
+    from bench.registry import parse_cells
     from bench.storage import check_url, open_storage
 
+    if args.across:
+        if args.task:
+            raise UserError("--task and --across: give one; valid: --task TASK or --across TASKS")
+        exps = [_experiment(args, t)[0] for t in split_tasks(args.across)]
+        specs = parse_cells(args.cells, args.ablations) if args.cells else None
+        plots_dir = Path(args.plots) if args.plots else (
+            Path(args.out).parent if args.out else Path("runs") / "plots")
+        _writable_dir(plots_dir, "--plots")
+        check_url(args.storage, create=False)
+        storage = open_storage(args.storage, create=False)
+        alpha = exps[0].budget.declared()["alpha"] if args.alpha is None else args.alpha
+        text = rp.render_across(rp.build_across(storage, exps, [str(s) for s in specs] if specs
+                                                else None, alpha, plots_dir), args.format)
+        return _emit(text, args.out)
     exp, specs = _experiment(args)
-    check_url(args.storage)
-    url_path = args.storage.split("///", 1)[-1] if args.storage.startswith("sqlite") else None
-    if url_path and not Path(url_path).exists():
-        raise UserError(f"storage {args.storage!r} does not exist; run `python -m bench run` first")
-    storage = open_storage(args.storage)
-    rep = rp.build(storage, exp, args.reference, args.test, args.alpha,
-                   [str(s) for s in specs] if specs else None)
-    if specs:
-        wanted = {str(s) for s in specs}
-        rep.rows = [r for r in rep.rows if r["cell"] in wanted]
-    text = rp.render(rep, args.format, args.reference)
-    if args.out:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+    check_url(args.storage, create=False)
+    storage = open_storage(args.storage, create=False)
+    rep = rp.build(storage, exp, [str(s) for s in specs] if specs else None, args.test,
+                   args.reference, args.alpha)
+    return _emit(rp.render(rep, args.format), args.out)
+
+
+def _emit(text: str, out: str | None) -> int:
+    if out:
+        write_atomic(Path(out), text)
+        print(f"wrote {out}")
     else:
         print(text, end="")
     return 0
+
+
+def _writable_dir(path: Path, flag: str) -> None:
+    """Create a plot folder below an existing, writable parent, or say why not."""
+    import tempfile
+    parent = path if path.is_dir() else path.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: folder {parent} does not exist; valid: a folder whose "
+                        "parent exists")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UserError(f"{flag} {path}: {parent} is not writable ({e.strerror})") from None
+    path.mkdir(exist_ok=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file in the same folder, then a rename."""
+    import os
+    import tempfile
+    if not path.parent.is_dir():
+        raise UserError(f"--out {path}: folder {path.parent} does not exist; valid: a file in an "
+                        "existing folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise UserError(f"--out {path}: folder {path.parent} is not writable ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def cmd_list(args) -> int:
@@ -293,11 +369,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from bench.storage import open_storage
+    from bench.storage import mask_url, open_storage
     import optuna_dashboard
 
-    storage = open_storage(args.storage)
-    print(f"optuna-dashboard for {args.storage} at http://127.0.0.1:{args.port}/ (Ctrl-C to stop)",
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is out of range; valid: 1-65535")
+    storage = open_storage(args.storage, create=False)
+    print(f"optuna-dashboard for {mask_url(args.storage)} at http://127.0.0.1:{args.port}/ (Ctrl-C to stop)",
           flush=True)
     optuna_dashboard.run_server(storage, host="127.0.0.1", port=args.port)
     return 0

@@ -78,12 +78,16 @@ class SeqModel(pl.LightningModule):
             total, count = self.loss_terms(out, y, mask)
             metric.update(total / count, weight=count)
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metric)
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        # a final seed run also evaluates the test split every epoch (loader 1): the anytime curve
+        self._evaluate(batch, self.test_metric if dataloader_idx else self.val_metric)
 
     def on_validation_epoch_end(self) -> None:
         self.log("val_metric", self.val_metric.compute())
         self.val_metric.reset()
+        if self.test_metric.update_count:
+            self.log("test_metric_epoch", self.test_metric.compute())
+            self.test_metric.reset()
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.test_metric)

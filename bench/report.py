@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 from tabulate import tabulate
 
-from bench import stats, studies
+from bench import across, plots, stats, studies
 from bench.errors import UserError
 from bench.tune import Experiment, counted
 
@@ -24,21 +26,33 @@ class Report:
     task: str
     metric: str
     direction: str
-    trivial: float
-    trivial_note: str
+    trivial: float               # on the run's own test split
+    trivial_note: str            # the nominal formula
+    threshold: float             # a seed solves when its test value beats this
+    margin: float = 0.1          # the share of the trivial score a solve must beat it by
+    reference: str = "lstm"
     rows: list[dict] = field(default_factory=list)
     footer: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
-def seed_runs(storage, exp: Experiment) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """Every stored seed run of the experiment (one row each) and each cell's study attributes."""
+RUN_COLUMNS = ["cell", "seed", "state", "test", "val", "best_epoch", "curve", "test_curve",
+               "hidden", "params", "wall_s", "fail_reason"]
+
+
+def seed_runs(storage, exp: Experiment, cells: list[str] | None = None,
+              kind: str = "seeds") -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Every counted run of the experiment's ``kind`` studies (one row each; a diverged run has a
+    NaN test value) and each cell's study attributes; only ``cells`` when given."""
     head, tail = exp.prefix()
+    tail = tail[:-len("seeds")] + kind
     rows, attrs = [], {}
     for name, s in studies.summaries(storage).items():
         if not (name.startswith(head) and name.endswith(tail)):
             continue
         cell = s.user_attrs.get("cell", name[len(head):-len(tail)])
+        if cells is not None and cell not in cells:
+            continue
         attrs[cell] = dict(s.user_attrs)
         for t in studies.trials(storage, name):
             if not counted(t):
@@ -46,55 +60,151 @@ def seed_runs(storage, exp: Experiment) -> tuple[pd.DataFrame, dict[str, dict]]:
             u = t.user_attrs
             rows.append({"cell": cell, "seed": u.get("seed"), "state": t.state.name,
                          "test": u.get("test", math.nan), "val": u.get("val", math.nan),
-                         "hidden": u.get("hidden"), "params": u.get("params"),
-                         "wall_s": u.get("wall_s", math.nan), "fail_reason": u.get("fail_reason", "")})
-    return pd.DataFrame(rows, columns=["cell", "seed", "state", "test", "val", "hidden", "params",
-                                       "wall_s", "fail_reason"]), attrs
+                         "best_epoch": u.get("best_epoch"), "curve": u.get("curve", []),
+                         "test_curve": u.get("test_curve", []), "hidden": u.get("hidden"),
+                         "params": u.get("params"), "wall_s": u.get("wall_s", math.nan),
+                         "fail_reason": u.get("fail_reason", "")})
+    return pd.DataFrame(rows, columns=RUN_COLUMNS), attrs
 
 
-def build(storage, exp: Experiment, reference: str = "lstm", test: str = "mwu",
-          alpha: float = 0.05, order: list[str] | None = None) -> Report:
-    """Summaries and tests for every cell of the experiment found in the storage."""
-    runs, attrs = seed_runs(storage, exp)
-    if runs.empty:
-        raise UserError(f"no finished seed runs for {exp.task.id}, budget {exp.budget.name}, "
-                        f"{exp.size} in this storage; run `python -m bench run` first")
-    any_attrs = next(iter(attrs.values()))
-    rep = Report(exp.task.id, any_attrs["metric"], any_attrs["direction"], any_attrs["trivial"],
-                 any_attrs.get("trivial_note", ""))
-    minimize = rep.direction == "minimize"
-    cells = [c for c in (order or []) if c in attrs] + sorted(c for c in attrs if c not in (order or []))
-    ok = runs[runs.state == "COMPLETE"]
-    groups = {c: ok[ok.cell == c].sort_values("seed").test.tolist() for c in cells}
-    groups = {c: v for c, v in groups.items() if v}
-    comps = (stats.compare(groups, reference, minimize, test, alpha) if reference in groups else {})
+def anytime_test(run: pd.Series, epochs: int, minimize: bool) -> float:
+    """The test value at the best-validation epoch among the first ``epochs`` epochs (NaN for a
+    diverged run or one stored without per-epoch test values)."""
+    curve, test = list(run.curve or [])[:epochs], list(run.test_curve or [])[:epochs]
+    finite = [i for i, v in enumerate(curve) if math.isfinite(v)]
+    if not finite or len(test) < len(curve):
+        return math.nan
+    best = min(finite, key=lambda i: curve[i] if minimize else -curve[i])   # first of the best
+    return float(test[best])
+
+
+def epochs_to_solve(curves: list[list[float]], threshold: float, minimize: bool) -> float:
+    """Median over seeds of the first epoch (1-based) whose validation value beats the threshold
+    (a seed that never does counts as never: inf)."""
+    firsts = []
+    for curve in curves:
+        hit = [i + 1 for i, v in enumerate(curve or []) if math.isfinite(v)
+               and (v < threshold if minimize else v > threshold)]
+        firsts.append(hit[0] if hit else math.inf)
+    return float(np.median(firsts)) if firsts else math.nan
+
+
+def _groups(runs: pd.DataFrame, cells: list[str], value) -> dict[str, list[float]]:
+    """Per cell, one value per counted seed run (diverged: NaN), in seed order."""
+    out = {}
     for c in cells:
-        r = runs[runs.cell == c]
-        s = stats.summarize(groups.get(c, []))
-        comp = comps.get(c)
-        rep.rows.append({
-            "cell": c, "hidden": _first(r.hidden), "params": _first(r.params),
-            "mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high, "n": s.n,
-            "diverged": int((r.state == "FAIL").sum()), "run_s": float(r.wall_s.median()),
-            "p_welch": comp.p_welch if comp else math.nan, "p_mwu": comp.p_mwu if comp else math.nan,
-            "p_holm": comp.p_adj if comp else math.nan, "cohens_d": comp.d if comp else math.nan,
-            "a12": comp.a12 if comp else math.nan, "verdict": comp.verdict if comp else ""})
-        if 0 < s.n < stats.MIN_N:
-            rep.warnings.append(f"{c}: n = {s.n} < {stats.MIN_N} seeds; tests have little power")
-    n = sorted({row["n"] for row in rep.rows})
+        r = runs[runs.cell == c].sort_values("seed")
+        out[c] = [float(value(row)) if row.state == "COMPLETE" else math.nan
+                  for row in r.itertuples()]
+    return out
+
+
+def build(storage, exp: Experiment, cells: list[str] | None = None, test: str | None = None,
+          reference: str | None = None, alpha: float | None = None) -> Report:
+    """Summaries and tests for exactly ``cells`` (every cell of the experiment when None); the
+    family of the multiple-comparison correction is the rows shown, and nothing else."""
+    declared = exp.budget.declared()
+    test, reference = test or declared["test"], reference or declared["reference"]
+    alpha = declared["alpha"] if alpha is None else alpha
+    runs, attrs = seed_runs(storage, exp, cells)
+    missing = [c for c in (cells or []) if c not in attrs or runs[runs.cell == c].empty]
+    if runs.empty or missing:
+        what = ", ".join(missing) if missing else "any cell"
+        raise UserError(f"no finished seed runs of {what} for {exp.task.id}, budget "
+                        f"{exp.budget.name}, {exp.size} in this storage; run `python -m bench run` first")
+    order = [c for c in (cells or []) if c in attrs] + sorted(c for c in attrs if c not in (cells or []))
+    any_attrs = attrs[order[0]]
+    minimize = any_attrs["direction"] == "minimize"
+    trivial = float(any_attrs["trivial"])
+    threshold = float(any_attrs.get("solve_threshold", trivial))
+    rep = Report(exp.task.id, any_attrs["metric"], any_attrs["direction"], trivial,
+                 any_attrs.get("trivial_note", ""), threshold, any_attrs.get("solve_margin", 0.1),
+                 reference)
+    groups = _groups(runs, order, lambda r: r.test)
+    comps = stats.compare(groups, reference, minimize, test, alpha, threshold) \
+        if reference in groups else {}
+    half = max(1, exp.budget.epochs // 2)
+    half_groups = _groups(runs, order, lambda r: anytime_test(r, half, minimize))
+    half_comps = stats.compare(half_groups, reference, minimize, test, alpha, threshold) \
+        if reference in groups and all(not all(map(math.isnan, v)) for v in half_groups.values()) \
+        else {}
+    tune_runs, _ = seed_runs(storage, exp, order, kind="tune")
+    for c in order:
+        rep.rows.append(_row(c, runs[runs.cell == c], groups[c], comps.get(c), half_comps.get(c),
+                             threshold, minimize, attrs[c], tune_runs[tune_runs.cell == c]))
+    _notes(rep, exp, comps, half, test, reference, alpha, declared, minimize)
+    return rep
+
+
+def _row(cell: str, r: pd.DataFrame, values: list[float], comp, half, threshold: float,
+         minimize: bool, attrs: dict, tune: pd.DataFrame) -> dict:
+    s = stats.summarize(values, minimize)
+    k = sum(stats.solved(values, threshold, minimize))
+    lo, hi = stats.wilson(k, s.n)
+    verdict = comp.verdict if comp else ""
+    sensitive = bool(comp and half and comp.verdict != "reference" and half.verdict != comp.verdict)
+    return {
+        "cell": cell, "hidden": _first(r.hidden), "params": _first(r.params),
+        "mean": s.mean, "std": s.std, "median": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high,
+        "n": s.n, "diverged": s.n_diverged, "solved": k, "solved_low": lo, "solved_high": hi,
+        "epochs_to_solve": epochs_to_solve(r.sort_values("seed").curve.tolist(), threshold, minimize),
+        "run_s": float(r.wall_s.median()),
+        "p_raw": comp.p_raw if comp else math.nan, "p_welch": comp.p_welch if comp else math.nan,
+        "p_mwu": comp.p_mwu if comp else math.nan, "p_holm": comp.p_adj if comp else math.nan,
+        "a12": comp.a12 if comp else math.nan, "shift": comp.hl if comp else math.nan,
+        "shift_low": comp.hl_low if comp else math.nan,
+        "shift_high": comp.hl_high if comp else math.nan,
+        "cohens_d": comp.d if comp else math.nan, "verdict": verdict,
+        "reason": comp.reason if comp else "", "verdict_half": half.verdict if half else "",
+        "budget_sensitive": sensitive, "config_source": attrs.get("config_source", ""),
+        "expected_max": stats.expected_max(tune.sort_values("seed").val.tolist(), minimize)
+        if not tune.empty else [],
+    }
+
+
+def _notes(rep: Report, exp: Experiment, comps: dict, half: int, test: str, reference: str,
+           alpha: float, declared: dict, minimize: bool) -> None:
+    b = exp.budget
+    if not b.conclusive:
+        rep.warnings.append(f"budget {b.name} is NOT FOR CONCLUSIONS ({b.description or 'too small'})")
+    for row in rep.rows:
+        if 0 < row["n"] < stats.MIN_N:
+            rep.warnings.append(f"{row['cell']}: n = {row['n']} < {stats.MIN_N} seeds; tests have "
+                                "little power")
+        if row["config_source"].startswith("registered defaults"):
+            rep.warnings.append(f"{row['cell']}: seeds ran the {row['config_source']}")
+        if row["budget_sensitive"]:
+            rep.warnings.append(f"{row['cell']}: BUDGET-SENSITIVE: the verdict at {half} of "
+                                f"{b.epochs} epochs is '{row['verdict_half'] or 'none'}', at "
+                                f"{b.epochs} '{row['verdict'] or 'none'}'; a finding about the budget")
+    ns = sorted({row["n"] for row in rep.rows})
     if comps:
         rep.footer.append(
-            f"Test: {stats.TESTS[test]}, two-sided, each cell vs {reference}; Holm correction over "
-            f"{len(comps) - 1} comparison(s); alpha = {alpha}; n = {'/'.join(map(str, n))} seeds per "
-            f"cell. better/worse: significant after correction. A12 = P(cell seed beats {reference} "
-            f"seed); d = Cohen's d on the {rep.metric} (sign: cell minus {reference}).")
+            f"Test: {stats.TESTS[test]}, two-sided, each cell vs {reference} (exact permutation "
+            f"p at small n or with ties); Holm over the {len(comps) - 1} comparison(s) in this "
+            f"table; alpha = {alpha}; n = {'/'.join(map(str, ns))} seeds per cell. better/worse: "
+            f"significant after correction, direction from A12 = P(cell seed beats {reference} "
+            f"seed); no verdict where neither cell solves on a majority of seeds. shift: "
+            f"Hodges-Lehmann (cell - {reference}) with its 95% CI; d: Cohen's d, – where an SD is "
+            f"near zero.")
     else:
         rep.footer.append(f"No tests: reference {reference!r} has no finished seed runs here.")
-    rep.footer.append(f"Test {rep.metric} at the best-validation epoch, mean ± std over seeds; "
-                      f"{'lower' if minimize else 'higher'} is better. Trivial solution: "
-                      f"{rep.trivial:.4g} ({rep.trivial_note}).")
-    rep.footer.append(f"Task {exp.task.id}; budget {exp.budget.name}; {exp.size}.")
-    return rep
+    chosen = {"test": test, "reference": reference, "alpha": alpha}
+    diff = {k: v for k, v in chosen.items() if declared[k] != v}
+    rep.footer.append(f"Preset {b.name} declares test {declared['test']}, reference "
+                      f"{declared['reference']}, alpha {declared['alpha']}; "
+                      + ("this table uses them." if not diff else "THIS TABLE DIFFERS: "
+                         + ", ".join(f"{k} {v}" for k, v in diff.items()) + "."))
+    rep.footer.append(
+        f"Test {rep.metric} at the best-validation epoch; mean ± std and 95% bootstrap (BCa) CI "
+        f"over finite seeds (diverged seeds are counted in n, rank worst in the tests, and are "
+        f"left out of the mean); {'lower' if minimize else 'higher'} is better. Trivial solution "
+        f"on this test split: {rep.trivial:.4g} (nominal: {rep.trivial_note}). A seed solves "
+        f"when its test {rep.metric} {'<' if minimize else '>'} {rep.threshold:.4g} (beats the "
+        f"trivial score by {rep.margin:.0%} of {'it' if minimize else 'the gap to 1'}); solved k/n with a 95% Wilson interval; "
+        f"epochs to solve: median first epoch whose validation value beats that.")
+    rep.footer.append(f"Task {exp.task.id}; budget {b.name} (fingerprint {b.fingerprint}); "
+                      f"{exp.size}.")
 
 
 def _first(col: pd.Series):
@@ -103,30 +213,41 @@ def _first(col: pd.Series):
 
 
 def _fmt(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return "never" if isinstance(x, float) and math.isinf(x) and x > 0 else f"{x:.4g}"
 
 
-def _display_rows(rep: Report, reference: str) -> tuple[list[str], list[list[str]]]:
-    head = ["cell", "hidden", "params", f"test {rep.metric}", "95% CI", "n", "p (Holm)", "A12", "d",
-            f"vs {reference}"]
+def _verdict(r: dict) -> str:
+    text = r["verdict"] or r["reason"]
+    return text + (" (budget-sensitive)" if r["budget_sensitive"] else "")
+
+
+def _display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
+    head = ["cell", "params", f"test {rep.metric}", "95% CI", "n", "solved", "epochs to solve",
+            "p (Holm)", "A12", "shift [95% CI]", "d", f"vs {rep.reference}"]
     body = []
     for r in rep.rows:
         mean = f"{_fmt(r['mean'])} ± {_fmt(r['std'])}"
         ci = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         n = f"{r['n']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
-        body.append([r["cell"], str(r["hidden"]), str(r["params"]), mean, ci, n, _fmt(r["p_holm"]),
-                     _fmt(r["a12"]), _fmt(r["cohens_d"]), r["verdict"]])
-    body.append(["trivial solution", "", "", _fmt(rep.trivial), "", "", "", "", "", ""])
+        solved = f"{r['solved']}/{r['n']} [{r['solved_low']:.2f}, {r['solved_high']:.2f}]"
+        shift = "–" if r["verdict"] == "reference" else \
+            f"{_fmt(r['shift'])} [{_fmt(r['shift_low'])}, {_fmt(r['shift_high'])}]"
+        body.append([r["cell"], str(r["params"]), mean, ci, n, solved, _fmt(r["epochs_to_solve"]),
+                     _fmt(r["p_holm"]), _fmt(r["a12"]), shift, _fmt(r["cohens_d"]), _verdict(r)])
+    body.append(["trivial solution", "", _fmt(rep.trivial), "", "", "", "", "", "", "", "", ""])
     return head, body
 
 
-def render(rep: Report, fmt: str, reference: str = "lstm") -> str:
+def render(rep: Report, fmt: str) -> str:
     """The report as text in one of FORMATS."""
     if fmt == "json":
         return json.dumps(asdict(rep), indent=2, default=str)
     if fmt == "csv":
-        return pd.DataFrame(rep.rows).to_csv(index=False)
-    head, body = _display_rows(rep, reference)
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "expected_max"}
+                             for r in rep.rows]).to_csv(index=False)
+    head, body = _display_rows(rep)
     notes = rep.warnings + rep.footer
     if fmt == "md":
         return tabulate(body, head, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
@@ -135,23 +256,99 @@ def render(rep: Report, fmt: str, reference: str = "lstm") -> str:
     raise UserError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
 
 
+def _esc(s: str) -> str:
+    return (s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
+            .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("–", "--")
+            .replace("<", r"$<$").replace(">", r"$>$"))
+
+
 def _latex(rep: Report, head: list[str], body: list[list[str]], notes: list[str]) -> str:
     """A booktabs table; the best mean is bold."""
-    def esc(s: str) -> str:
-        return (s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-                .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("–", "--"))
-
     means = [r["mean"] for r in rep.rows if not math.isnan(r["mean"])]
     best = (min(means) if rep.direction == "minimize" else max(means)) if means else None
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
-             r"\toprule", " & ".join(esc(h) for h in head) + r" \\", r"\midrule"]
+             r"\toprule", " & ".join(_esc(h) for h in head) + r" \\", r"\midrule"]
     for i, row in enumerate(body):
-        cells = [esc(c) for c in row]
+        cells = [_esc(c) for c in row]
         if i < len(rep.rows) and best is not None and rep.rows[i]["mean"] == best:
-            cells[3] = r"\textbf{" + cells[3] + "}"
+            col = head.index(f"test {rep.metric}")
+            cells[col] = r"\textbf{" + cells[col] + "}"
         if i == len(rep.rows):
             lines.append(r"\midrule")
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}",
-              r"\caption{" + esc(" ".join(notes)) + "}", r"\end{table}"]
+              r"\caption{" + _esc(" ".join(notes)) + "}", r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+# ---- across tasks ---------------------------------------------------------------------------
+
+@dataclass
+class AcrossReport:
+    """Per-task medians of every cell, their average ranks, Friedman/Nemenyi, and the CD files."""
+
+    tasks: list[str]
+    scores: dict[str, dict[str, float]]      # task -> cell -> median test value over seeds
+    result: across.AcrossResult
+    plots: list[str] = field(default_factory=list)
+
+
+def build_across(storage, exps: list[Experiment], cells: list[str] | None, alpha: float,
+                 plots_dir: Path | None) -> AcrossReport:
+    """Rank the cells within each task by their median test value (diverged seeds worst), then
+    Friedman and Nemenyi across tasks; cells are those given, or those stored for every task."""
+    per_task, minimize = {}, {}
+    for exp in exps:
+        runs, attrs = seed_runs(storage, exp, cells)
+        if runs.empty:
+            raise UserError(f"no finished seed runs for {exp.task.id}, budget {exp.budget.name}, "
+                            f"{exp.size} in this storage; run `python -m bench run` first")
+        mini = next(iter(attrs.values()))["direction"] == "minimize"
+        groups = _groups(runs, sorted(attrs), lambda r: r.test)
+        per_task[exp.task.id] = {c: stats.summarize(v, mini).median for c, v in groups.items()}
+        minimize[exp.task.id] = mini
+    common = cells or sorted(set.intersection(*(set(v) for v in per_task.values())))
+    missing = {t: [c for c in common if c not in v] for t, v in per_task.items()}
+    if any(missing.values()) or len(common) < 2:
+        raise UserError(f"cells must be stored for every task (missing: {missing}); valid: at least "
+                        "2 cells run on every task of --across")
+    scores = pd.DataFrame([[per_task[t][c] for c in common] for t in per_task],
+                          index=list(per_task), columns=common)
+    res = across.friedman(scores, minimize, alpha)
+    out = AcrossReport(list(per_task), {t: dict(v) for t, v in per_task.items()}, res)
+    if plots_dir is not None and math.isfinite(res.cd):
+        stem = plots_dir / ("cd-" + "-".join(t.split(":")[0] for t in per_task))
+        out.plots = [str(p) for p in plots.cd_diagram(res.avg_ranks, res.cd, stem,
+                                                      f"{len(per_task)} tasks, alpha {alpha}")]
+    return out
+
+
+def render_across(rep: AcrossReport, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(asdict(rep), indent=2, default=str)
+    r = rep.result
+    head = ["cell", *rep.tasks, "average rank"]
+    body = [[c, *(_fmt(rep.scores[t][c]) for t in rep.tasks), f"{r.avg_ranks[c]:.2f}"]
+            for c in sorted(r.cells, key=r.avg_ranks.get)]
+    if fmt == "csv":
+        return pd.DataFrame(body, columns=head).to_csv(index=False)
+    notes = [f"Friedman chi2 = {_fmt(r.statistic)}, p = {_fmt(r.p)} over {r.n_tasks} tasks and "
+             f"{len(r.cells)} cells" + (f" ({r.reason})" if r.reason else ""),
+             f"Nemenyi post-hoc (all pairs after Friedman, Demšar 2006): critical difference "
+             f"{_fmt(r.cd)} in average rank at alpha {r.alpha}; different: "
+             + (", ".join(f"{a} vs {b}" for a, b in r.significant_pairs) or "none"),
+             r.detectability,
+             "Scores: each cell's median test value over its seeds on that task (diverged seeds "
+             "rank worst); ranks within a task, 1 = best."]
+    notes += [f"critical-difference diagram: {p}" for p in rep.plots]
+    if fmt == "latex":
+        return _latex_plain(head, body, notes)
+    return tabulate(body, head, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def _latex_plain(head: list[str], body: list[list[str]], notes: list[str]) -> str:
+    rows = [" & ".join(_esc(c) for c in row) + r" \\" for row in body]
+    return "\n".join([r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * (len(head) - 1)
+                      + "}", r"\toprule", " & ".join(_esc(h) for h in head) + r" \\", r"\midrule",
+                      *rows, r"\bottomrule", r"\end{tabular}",
+                      r"\caption{" + _esc(" ".join(notes)) + "}", r"\end{table}"]) + "\n"

@@ -29,12 +29,21 @@ class TaskSpec:
     loss: Literal["mse", "ce"]
     metric: Literal["mse", "ce", "accuracy"]
     direction: Literal["minimize", "maximize"]
-    trivial: float                                # the trivial solution's metric
+    trivial: float                                # the trivial solution's metric (nominal)
     trivial_note: str = ""
+    #: a seed "solves" the task when it beats the trivial score by this share: a loss below
+    #: (1 - margin) x trivial, an accuracy above trivial + margin x (1 - trivial)
+    solve_margin: float = 0.1
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric value ``a`` is strictly better than ``b``."""
         return a < b if self.direction == "minimize" else a > b
+
+    def solve_threshold(self, trivial: float) -> float:
+        """The value a seed must beat to count as solving the task."""
+        if self.direction == "minimize":
+            return trivial * (1 - self.solve_margin)
+        return trivial + self.solve_margin * (1 - trivial)
 
 
 @dataclass(frozen=True)
@@ -112,10 +121,16 @@ class TaskData(pl.LightningDataModule):
         self.batch_size = 64
         self.train_seed = 0
 
-    def configure(self, batch_size: int, train_seed: int) -> "TaskData":
-        """Set what one run needs: the batch size and the seed that orders training batches."""
+    def configure(self, batch_size: int, train_seed: int, test_each_epoch: bool = False) -> "TaskData":
+        """Set what one run needs: the batch size, the seed that orders training batches, and
+        whether validation also evaluates the test split (final seed runs only, never tuning)."""
         self.batch_size, self.train_seed = batch_size, train_seed
+        self.test_each_epoch = test_each_epoch
         return self
+
+    def trivial(self) -> float:
+        """The trivial solution's metric on this run's own test split (the spec's by default)."""
+        return self.spec.trivial
 
     def batches(self, split: str, batch_size: int, seed: int | None):
         """Batches of one split, shuffled by ``seed`` (None: in order)."""
@@ -125,7 +140,10 @@ class TaskData(pl.LightningDataModule):
         return self.batches(self.splits[0], self.batch_size, self.train_seed)
 
     def val_dataloader(self):
-        return self.batches(self.splits[1], self.eval_batch, None)
+        val = self.batches(self.splits[1], self.eval_batch, None)
+        if getattr(self, "test_each_epoch", False):
+            return [val, self.batches(self.splits[2], self.eval_batch, None)]
+        return val
 
     def test_dataloader(self):
         return self.batches(self.splits[2], self.eval_batch, None)

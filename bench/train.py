@@ -27,6 +27,7 @@ class RunResult:
     epochs: int
     params: int                     # degrees of freedom of cell + readout
     curve: list[float] = field(default_factory=list)   # validation metric per epoch
+    test_curve: list[float] = field(default_factory=list)   # test metric per epoch (final runs)
     wall_s: float = 0.0
 
     def as_attrs(self) -> dict[str, Any]:
@@ -37,11 +38,15 @@ class BestState(pl.Callback):
     """Keeps a copy of the weights at the best validation metric (no checkpoint files)."""
 
     def __init__(self, spec: TaskSpec):
-        self.spec, self.best, self.epoch, self.state, self.curve = spec, None, -1, None, []
+        self.spec, self.best, self.epoch, self.state = spec, None, -1, None
+        self.curve: list[float] = []          # validation metric per epoch
+        self.test_curve: list[float] = []     # test metric per epoch (final seed runs only)
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         value = float(trainer.callback_metrics["val_metric"])
         self.curve.append(value)
+        if "test_metric_epoch" in trainer.callback_metrics:
+            self.test_curve.append(float(trainer.callback_metrics["test_metric_epoch"]))
         if not math.isfinite(value):
             return
         if self.best is None or self.spec.better(value, self.best):
@@ -97,7 +102,7 @@ def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget
     pl.seed_everything(seed, workers=True, verbose=False)   # before the cell: init is seeded too
     cell = create_cell(spec, data.spec.input_size, hidden, **hparams)
     model = SeqModel(cell, data.spec, optimizer)
-    data.configure(budget.batch_size, seed)
+    data.configure(budget.batch_size, seed, test_each_epoch=read_test)
     best = BestState(data.spec)
     trainer = make_trainer(device, budget.epochs, budget.grad_clip, [best, *callbacks])
     trainer.fit(model, datamodule=data)
@@ -109,4 +114,4 @@ def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget
         test = float(trainer.test(model, datamodule=data, verbose=False)[0]["test_metric"])
     return RunResult(val=best.best, test=test, best_epoch=best.epoch, epochs=trainer.current_epoch,
                      params=model_parameters(cell, data.spec), curve=best.curve,
-                     wall_s=time.perf_counter() - start)
+                     test_curve=best.test_curve, wall_s=time.perf_counter() - start)

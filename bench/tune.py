@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 
 from bench import studies
 from bench.budget import Budget, budget_json
+from bench.errors import UserError
 from bench.model import Diverged
 from bench.registry import CellSpec
 from bench.task import TaskConfig, TaskData
@@ -93,11 +94,16 @@ def _study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskData,
     study = optuna.create_study(storage=storage, study_name=exp.study_name(spec, kind),
                                 direction=direction, load_if_exists=True)
     if "task" not in study.user_attrs:       # readable in optuna-dashboard, and for the report
+        # the trivial score of the final runs is computed on their own test split; tuning studies
+        # keep the nominal one (computing it does not train anything, but tuning never reads test)
+        trivial = data.trivial() if kind == "seeds" else data.spec.trivial
         for k, v in {"task": exp.task.id, "cell": str(spec), "budget": exp.budget.name,
                      "size": exp.size, "kind": kind, "metric": data.spec.metric,
-                     "direction": direction, "trivial": data.spec.trivial,
-                     "trivial_note": data.spec.trivial_note, "budget_json": budget_json(exp.budget),
-                     **provenance()}.items():
+                     "direction": direction, "trivial": trivial,
+                     "trivial_nominal": data.spec.trivial, "trivial_note": data.spec.trivial_note,
+                     "solve_threshold": data.spec.solve_threshold(trivial),
+                     "solve_margin": data.spec.solve_margin, "budget_json": budget_json(exp.budget),
+                     "budget_fingerprint": exp.budget.fingerprint, **provenance()}.items():
             study.set_user_attr(k, v)
     _fail_stale(study, single_process)
     return study
@@ -187,20 +193,48 @@ def tune_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, progress
     return study
 
 
-def best_config(study: optuna.Study) -> dict[str, Any]:
-    """The best completed trial's parameters (empty if none completed: registered defaults)."""
+def default_config(spec: CellSpec, budget: Budget) -> dict[str, Any]:
+    """What the seeds train when no tuning trial completed: every searched hyperparameter at its
+    registered default, and each tuned learning rate at the geometric middle of its range."""
+    out: dict[str, Any] = {k: p.default for k, p in spec.searched(budget.cells).items()}
+
+    def lrs(opt: dict[str, Any], name: str) -> None:
+        for k, v in opt.items():
+            if isinstance(v, dict):
+                lrs(v, f"lr_{k}")
+        if isinstance(opt.get("lr"), list):
+            out[name] = float((opt["lr"][0] * opt["lr"][1]) ** 0.5)
+
+    lrs(budget.optimizer, "lr")
+    return out
+
+
+def best_config(study: optuna.Study, spec: CellSpec, budget: Budget) -> tuple[dict[str, Any], str]:
+    """The best completed trial's parameters and where they came from; the registered defaults
+    (``default_config``) when no trial completed, never a random draw."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not done:
-        return {}
+        return default_config(spec, budget), "registered defaults (no tuning trial completed)"
     best = study.best_trial
-    return dict(best.params)
+    return dict(best.params), f"tuning trial {best.number} (val {best.value:.4g})"
+
+
+def check_budget(storage, budget: Budget) -> None:
+    """Refuse a preset whose content differs from what the storage holds under the same name."""
+    for name, s in studies.summaries(storage).items():
+        stored = s.user_attrs.get("budget_fingerprint")
+        if s.user_attrs.get("budget") == budget.name and stored and stored != budget.fingerprint:
+            raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
+                            f"from the one stored under that name (fingerprint {stored}); give the "
+                            "changed preset another name, or use another --storage")
 
 
 def train_seeds(storage, exp: Experiment, spec: CellSpec, data: TaskData, params: dict,
-              progress: Progress, device: str = "cpu", single_process: bool = True) -> optuna.Study:
+                source: str, progress: Progress, device: str = "cpu",
+                single_process: bool = True) -> optuna.Study:
     """Retrain the chosen configuration on every seed of the budget not yet finished."""
     study = _study(storage, exp, spec, "seeds", data, single_process)
-    study.sampler = optuna.samplers.RandomSampler(seed=exp.budget.sampler_seed)  # only if no best
+    study.set_user_attr("config_source", source)
     finished = {t.user_attrs.get("seed") for t in study.get_trials(deepcopy=False) if counted(t)}
     for seed in exp.budget.seed_list():
         if seed in finished:
@@ -232,4 +266,5 @@ def run_experiment(storage, exp: Experiment, specs: list[CellSpec], data: TaskDa
     """Tune every cell under the same budget, then retrain each one's best on the seeds."""
     for spec in specs:
         study = tune_cell(storage, exp, spec, data, progress, device, single_process)
-        train_seeds(storage, exp, spec, data, best_config(study), progress, device, single_process)
+        params, source = best_config(study, spec, exp.budget)
+        train_seeds(storage, exp, spec, data, params, source, progress, device, single_process)

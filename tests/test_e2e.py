@@ -1,5 +1,6 @@
 """End to end through the CLI, in temporary directories, on the smoke budget."""
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -38,16 +39,35 @@ def first_run(tmp_path_factory):
     return cwd, bench(cwd, cmd=CMD)
 
 
+def rows_of(t: str) -> dict[str, list[str]]:
+    """Table rows by cell, as lists of stripped cells."""
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in t.splitlines()[2:] if line.startswith("|")}
+
+
 def test_run_prints_table_with_both_cells_and_n_seeds(first_run):
     cwd, p = first_run
     t = table(p.stdout)
-    rows = {line.split("|")[1].strip(): line for line in t.splitlines()[2:] if line.startswith("|")}
+    rows = rows_of(t)
     assert {"lstm", "momentum_lstm", "trivial solution"} <= set(rows)
     for cell in ("lstm", "momentum_lstm"):
-        assert rows[cell].split("|")[6].strip() == "6"           # n = the preset's seeds
-    assert "0.1667" in rows["trivial solution"]
-    assert "Holm" in t and "alpha = 0.05" in t
+        assert rows[cell][4] == "6"           # n = the preset's seeds
+    # the trivial score is "always predict 1" on this run's own 64-example test split, not 1/6
+    from bench.task import parse_task
+    y = parse_task("adding:T=20,n_train=128,n_val=64,n_test=64").build().split("test")[1]
+    assert rows["trivial solution"][2] == f"{float(((y - 1) ** 2).mean()):.4g}" != "0.1667"
+    assert "Holm over the 1 comparison(s)" in t and "alpha = 0.05" in t
+    assert "budget smoke is NOT FOR CONCLUSIONS" in t
     assert "2 cells x (2 trials + 6 seeds) = 16 runs" in p.stdout
+
+
+def test_no_verdict_between_cells_that_never_beat_trivial(first_run):
+    """Two epochs of smoke: no cell solves, so no better/worse is printed whatever the p-value."""
+    rows = rows_of(table(first_run[1].stdout))
+    for cell in ("lstm", "momentum_lstm"):
+        assert rows[cell][5].startswith("0/6")          # the precondition: nobody solves
+    assert rows["momentum_lstm"][-1] == "neither beats trivial"
+    assert not any(r[-1].startswith(("better", "worse")) for r in rows.values())
 
 
 def test_report_latex_is_booktabs_from_storage_alone(first_run):
@@ -60,6 +80,20 @@ def test_report_latex_is_booktabs_from_storage_alone(first_run):
     assert table(md) in table(first_run[1].stdout) or table(md).split("\n- ")[0] in first_run[1].stdout
     bench(cwd, "report", "--task", "adding", "--budget", "smoke", "--format", "csv", "--out", "t.csv")
     assert (cwd / "t.csv").read_text().startswith("cell,hidden,params,mean")
+
+
+def test_report_cells_is_the_family(first_run, tmp_path):
+    """`report --cells A,B` on a storage with a third cell gives what a storage of A and B gives."""
+    cwd, p = first_run
+    shutil.copytree(cwd / "runs", tmp_path / "runs")
+    bench(tmp_path, cmd=CMD[:7] + ["gru"] + CMD[8:])
+    three = bench(tmp_path, "report", "--task", "adding", "--budget", "smoke").stdout
+    assert "Holm over the 2 comparison(s)" in three and "| gru" in three
+    two = bench(tmp_path, "report", "--task", "adding", "--budget", "smoke", "--cells",
+                "lstm,momentum_lstm").stdout
+    assert table(two).rstrip() == table(p.stdout).rstrip()
+    gru_only = bench(tmp_path, cmd=CMD[:7] + ["gru"] + CMD[8:]).stdout     # run shows its cells only
+    assert set(rows_of(table(gru_only))) == {"gru", "trivial solution"}
 
 
 def test_rerun_adds_no_trial(first_run):
@@ -89,3 +123,17 @@ def test_killed_run_resumes_to_the_same_table(first_run, tmp_path):
     resumed = bench(tmp_path, cmd=CMD)
     assert "already stored" in resumed.stdout
     assert table(resumed.stdout) == table(first_run[1].stdout)
+
+
+def test_across_tasks_ranks_cells_and_draws_a_cd_diagram(first_run, tmp_path):
+    cwd, _ = first_run
+    shutil.copytree(cwd / "runs", tmp_path / "runs")
+    bench(tmp_path, cmd=CMD[:5] + ["copy"] + CMD[6:])
+    out = bench(tmp_path, "report", "--across", "adding,copy", "--budget", "smoke",
+                "--plots", "figs").stdout
+    assert "with 2 tasks no difference between 2 cells can be detected" in out
+    assert "Friedman chi2" in out and "average rank" in out
+    png, svg = tmp_path / "figs" / "cd-adding-copy.png", tmp_path / "figs" / "cd-adding-copy.svg"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:500]
+    bad = bench(tmp_path, "report", "--across", "adding", "--budget", "smoke", check=False)
+    assert bad.returncode == 2 and "valid: at least 2 tasks" in bad.stderr

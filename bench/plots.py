@@ -1,0 +1,89 @@
+"""Figures written to disk headlessly.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, never through pyplot: saving one
+renders with the Agg (PNG) or SVG canvas whatever the process-wide backend is, so this module
+neither needs a display nor switches the backend of a process (e.g. a notebook) importing it,
+and no figure is left registered in pyplot's global state.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+
+def _groups(ordered: list[tuple[str, float]], cd: float) -> list[tuple[int, int]]:
+    """Maximal runs (i, j) of rank-ordered cells whose spread is below the CD (not different)."""
+    runs = []
+    for i in range(len(ordered)):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1][1] - ordered[i][1] < cd:
+            j += 1
+        if j > i and not any(a <= i and j <= b for a, b in runs):
+            runs.append((i, j))
+    return runs
+
+
+def _save_atomic(fig: Figure, path: Path, fmt: str) -> Path:
+    """Save to a temporary file in the target folder, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=fmt, bbox_inches="tight", pad_inches=0.1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def cd_diagram(avg_ranks: dict[str, float], cd: float, path_stem: Path,
+               title: str = "") -> list[Path]:
+    """Demšar critical-difference diagram saved as ``path_stem``.png and .svg; returns the paths."""
+    path_stem = Path(path_stem)
+    ordered = sorted(avg_ranks.items(), key=lambda kv: (kv[1], kv[0]))
+    k = len(ordered)
+    lo, hi = 1, max(k, 2)
+    half = (k + 1) // 2
+    height = 1.6 + 0.3 * max(half, 1)
+    fig = Figure(figsize=(7, height))
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.96))
+    ax.set_xlim(lo - 0.9, hi + 0.9)
+    ax.set_ylim(-(half + 1.8) * 0.3, 0.9)
+    ax.axis("off")
+    # rank axis with ticks (rank 1 = best, on the left)
+    ax.plot([lo, hi], [0, 0], color="black", lw=1)
+    for r in range(lo, hi + 1):
+        ax.plot([r, r], [0, 0.06], color="black", lw=1)
+        ax.text(r, 0.1, str(r), ha="center", va="bottom", fontsize=9)
+    if title:
+        ax.text((lo + hi) / 2, 0.85, title, ha="center", va="top", fontsize=10)
+    # CD bar above the axis
+    if cd == cd and 0 < cd < float("inf"):
+        ax.plot([lo, lo + cd], [0.4, 0.4], color="black", lw=1.5)
+        for x in (lo, lo + cd):
+            ax.plot([x, x], [0.36, 0.44], color="black", lw=1)
+        ax.text(lo + cd / 2, 0.46, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+    # cells: the better half to the left, the rest to the right, each on its own row
+    for i, (name, rank) in enumerate(ordered):
+        left = i < half
+        row = i if left else k - 1 - i
+        y = -(row + 1) * 0.3
+        x_text = lo - 0.2 if left else hi + 0.2
+        ax.plot([rank, rank, x_text], [0, y, y], color="black", lw=0.8)
+        ax.text(x_text + (-0.05 if left else 0.05), y, f"{name} ({rank:.2f})",
+                ha="right" if left else "left", va="center", fontsize=9)
+    # thick lines joining cells whose average ranks differ by less than the CD
+    if cd == cd:
+        for n, (i, j) in enumerate(_groups(ordered, cd)):
+            y = -0.08 - 0.06 * n
+            ax.plot([ordered[i][1] - 0.03, ordered[j][1] + 0.03], [y, y], color="black", lw=3.5,
+                    solid_capstyle="round")
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [_save_atomic(fig, path_stem.with_name(path_stem.name + ext), ext[1:])
+             for ext in (".png", ".svg")]
+    fig.clear()
+    return paths

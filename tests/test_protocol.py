@@ -1,0 +1,151 @@
+"""The honest protocol, checked on values: tuning sees validation only, the test value is read at
+the best-validation epoch with that epoch's weights, final seeds are not the tuning seeds, seeds
+with no completed tuning trial get the registered defaults, and a verdict that flips between half
+and the whole budget is marked."""
+import dataclasses
+import math
+
+import optuna
+import pytest
+import torch
+
+from bench import report as rp
+from bench.budget import load_budget
+from bench.registry import create_cell, parse_spec
+from bench.storage import open_storage
+from bench.task import TaskConfig, parse_task
+from bench.train import train_run
+from bench.tune import Experiment, best_config, default_config, run_experiment, tune_cell
+from tasks.synthetic import Adding
+
+TASK = "adding:T=10,n_train=64,n_val=32,n_test=32"
+SMOKE = load_budget("smoke")
+
+
+class Quiet:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+
+class SpyAdding(Adding):
+    """The adding task, recording which splits anything reads."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.touched: list[str] = []
+
+    def batches(self, split, batch_size, seed):
+        self.touched.append(split)
+        return super().batches(split, batch_size, seed)
+
+
+def spy_task() -> SpyAdding:
+    opts = dict(parse_task(TASK).options)
+    return SpyAdding(**opts)
+
+
+def experiment(budget=SMOKE) -> Experiment:
+    return Experiment(parse_task(TASK), budget, hidden=8)
+
+
+def test_tuning_never_reads_the_test_split_and_optimises_validation(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    data = spy_task()
+    study = tune_cell(storage, experiment(), parse_spec("lstm"), data, Quiet())
+    assert "test" not in data.touched and "val" in data.touched
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done
+    for t in done:
+        assert "test" not in t.user_attrs
+        assert t.value == t.user_attrs["val"] == min(t.user_attrs["curve"])
+
+
+def test_test_value_is_read_at_the_best_validation_epoch():
+    """lr 0.05, seed 1 on this task: validation is best at epoch 1 of 4, then worsens."""
+    data = parse_task(TASK).build()
+    budget = dataclasses.replace(SMOKE, epochs=4)
+    r = train_run(data, parse_spec("lstm"), {"forget_bias": 1.0}, 4, budget,
+                  {"name": "adam", "lr": 0.05}, seed=1)
+    assert r.best_epoch == r.curve.index(min(r.curve)) == 1 < len(r.curve) - 1   # precondition
+    assert r.val == min(r.curve)
+    # trainer.test with the reloaded best weights equals that epoch's own test evaluation ...
+    assert r.test == pytest.approx(r.test_curve[r.best_epoch], rel=1e-6)
+    # ... and not the last epoch's (what a run that forgot to reload would report)
+    assert abs(r.test - r.test_curve[-1]) > 0.01
+
+
+def test_final_seeds_are_not_the_tuning_seeds(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    exp = experiment(dataclasses.replace(SMOKE, seeds=3))
+    spec = parse_spec("lstm")
+    run_experiment(storage, exp, [spec], parse_task(TASK).build(), Quiet())
+    tune = optuna.load_study(study_name=exp.study_name(spec, "tune"), storage=storage)
+    seeds = optuna.load_study(study_name=exp.study_name(spec, "seeds"), storage=storage)
+    tune_seeds = [t.user_attrs["seed"] for t in tune.trials]
+    final = sorted(t.user_attrs["seed"] for t in seeds.trials)
+    assert tune_seeds == [0, 1] and final == [10_000, 10_001, 10_002]
+    # every final run trained the best tuning trial's configuration
+    best = tune.best_trial
+    assert all(t.params == best.params for t in seeds.trials)
+
+
+def test_no_completed_trial_means_registered_defaults(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    study = optuna.create_study(storage=storage, study_name="x")
+    t = study.ask()
+    study.tell(t, state=optuna.trial.TrialState.FAIL)
+    spec = parse_spec("momentum_lstm")
+    params, source = best_config(study, spec, SMOKE)
+    assert source == "registered defaults (no tuning trial completed)"
+    assert params == {"mu": 0.6, "s": 0.6, "lr": pytest.approx(math.sqrt(1e-3 * 3e-2))}
+    assert default_config(spec, SMOKE) == params
+
+
+def test_momentum_lstm_forget_bias_sits_in_the_forget_block():
+    """Gate order i, f, g, o: the official fg_init goes to rows [n, 2n) of b_x and of b_h only."""
+    n = 5
+    cell = create_cell("momentum_lstm", 3, n, forget_bias=2.5)
+    b_x, b_h = cell.b_x.detach(), cell.b_h.detach()
+    for b in (b_x, b_h):
+        assert torch.equal(b[n:2 * n], torch.full((n,), 2.5))
+        assert torch.count_nonzero(torch.cat([b[:n], b[2 * n:]])) == 0
+
+
+def _store_seed_runs(storage, exp: Experiment, cell: str, runs: list[tuple[list, list, float]]):
+    """Seed runs written the way train_seeds writes them: curves per epoch, test at the best."""
+    study = optuna.create_study(storage=storage, study_name=exp.study_name(cell, "seeds"))
+    for k, v in {"task": exp.task.id, "cell": cell, "budget": exp.budget.name, "kind": "seeds",
+                 "metric": "mse", "direction": "minimize", "trivial": 0.16, "solve_threshold": 0.144,
+                 "solve_margin": 0.1, "trivial_note": "always predict 1"}.items():
+        study.set_user_attr(k, v)
+    for i, (curve, test_curve, test) in enumerate(runs):
+        t = study.ask()
+        for k, v in {"seed": 10_000 + i, "curve": curve, "test_curve": test_curve, "test": test,
+                     "val": min(curve), "best_epoch": curve.index(min(curve)), "hidden": 8,
+                     "params": 100, "wall_s": 1.0}.items():
+            t.set_user_attr(k, v)
+        study.tell(t, test)
+
+
+def test_a_verdict_that_flips_at_half_the_budget_is_marked(tmp_path):
+    """At 2 of 4 epochs the slow starter is still on the plateau (worse than lstm); at 4 it is
+    better. The table must say budget-sensitive, not just print the final verdict."""
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    exp = experiment(dataclasses.replace(SMOKE, epochs=4, seeds=6))
+    fast = [([0.10, 0.05, 0.04, 0.04], [0.10, 0.05, 0.04 + i / 1000, 0.04 + i / 1000], 0.04 + i / 1000)
+            for i in range(6)]
+    slow = [([0.16, 0.16, 0.01, 0.005], [0.16, 0.16 + i / 1000, 0.01, 0.005 + i / 1000], 0.005 + i / 1000)
+            for i in range(6)]
+    _store_seed_runs(storage, exp, "lstm", fast)
+    _store_seed_runs(storage, exp, "momentum_lstm", slow)
+    rep = rp.build(storage, exp, ["lstm", "momentum_lstm"])
+    row = next(r for r in rep.rows if r["cell"] == "momentum_lstm")
+    assert (row["verdict"], row["verdict_half"], row["budget_sensitive"]) == ("better", "worse", True)
+    assert row["epochs_to_solve"] == 3 and row["solved"] == 6
+    text = rp.render(rep, "md")
+    assert "better (budget-sensitive)" in text and "BUDGET-SENSITIVE" in text
+    lstm = next(r for r in rep.rows if r["cell"] == "lstm")
+    assert lstm["epochs_to_solve"] == 1 and not lstm["budget_sensitive"]

@@ -23,8 +23,10 @@ from bench.registry import register_cell
 class DTriv(OrthogonalCell):
     """Orthogonal RNN with modrelu, B = base exp(A) by dynamic trivialization (dtrivK).
 
-    The rebase runs in ``after_optimizer_step`` after steps K, 2K, ... as in the MomentumRNN copy
-    of this code (expRNN's own counts forward passes and first rebases after K - 1 steps). A is a
+    The rebase runs in ``after_optimizer_step`` after steps K, 2K, ..., as expRNN and the
+    MomentumRNN copy of its code do. The official code rebases inside the forward pass through
+    ``.data``, after the previous product saved ``base`` for backward, so its gradient at a rebase
+    step uses the overwritten base; ours is the clean gradient of the function computed. A is a
     vector of its n(n-1)/2 free entries, not an n x n matrix whose lower triangle is ignored:
     the same model, with the count of degrees of freedom as parameter count.
     """

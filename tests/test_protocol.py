@@ -115,14 +115,21 @@ def test_momentum_lstm_forget_bias_sits_in_the_forget_block():
 
 
 def _store_seed_runs(storage, exp: Experiment, cell: str, runs: list[tuple[list, list, float]]):
-    """Seed runs written the way train_seeds writes them: curves per epoch, test at the best."""
+    """Seed runs written the way train_seeds writes them: curves per epoch, test at the best; a
+    run given as None diverged (FAIL with its reason)."""
     study = optuna.create_study(storage=storage, study_name=exp.study_name(cell, "seeds"))
     for k, v in {"task": exp.task.id, "cell": cell, "budget": exp.budget.name, "kind": "seeds",
                  "metric": "mse", "direction": "minimize", "trivial": 0.16, "solve_threshold": 0.144,
                  "solve_margin": 0.1, "trivial_note": "always predict 1"}.items():
         study.set_user_attr(k, v)
-    for i, (curve, test_curve, test) in enumerate(runs):
+    for i, run in enumerate(runs):
         t = study.ask()
+        if run is None:
+            t.set_user_attr("seed", 10_000 + i)
+            t.set_user_attr("fail_reason", "diverged: training loss nan at step 3")
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+            continue
+        curve, test_curve, test = run
         for k, v in {"seed": 10_000 + i, "curve": curve, "test_curve": test_curve, "test": test,
                      "val": min(curve), "best_epoch": curve.index(min(curve)), "hidden": 8,
                      "params": 100, "wall_s": 1.0}.items():
@@ -149,3 +156,26 @@ def test_a_verdict_that_flips_at_half_the_budget_is_marked(tmp_path):
     assert "better (budget-sensitive)" in text and "BUDGET-SENSITIVE" in text
     lstm = next(r for r in rep.rows if r["cell"] == "lstm")
     assert lstm["epochs_to_solve"] == 1 and not lstm["budget_sensitive"]
+
+
+def test_diverged_seeds_are_counted_and_rank_worst_in_the_table(tmp_path):
+    """3 of 6 seeds diverge, the other 3 are excellent: the cell is not 'better' on its survivors."""
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    exp = experiment(dataclasses.replace(SMOKE, epochs=2, seeds=6))
+    ref = [([0.05, 0.04], [0.05, 0.04 + i / 1000], 0.04 + i / 1000) for i in range(6)]
+    good = [([0.01, 0.001], [0.01, 0.001 + i / 1e4], 0.001 + i / 1e4) for i in range(3)]
+    _store_seed_runs(storage, exp, "lstm", ref)
+    _store_seed_runs(storage, exp, "gru", good + [None, None, None])
+    rep = rp.build(storage, exp, ["lstm", "gru"])
+    gru = next(r for r in rep.rows if r["cell"] == "gru")
+    assert (gru["n"], gru["diverged"], gru["solved"]) == (6, 3, 3)
+    assert gru["mean"] == pytest.approx(0.0011)            # the mean is over the finite seeds only
+    assert gru["a12"] == pytest.approx(0.5) and gru["verdict"] == ""
+    assert "6 (3 diverged)" in rp.render(rep, "md")
+
+
+def test_solve_threshold_per_direction():
+    mse = parse_task("adding").build().spec
+    assert mse.solve_threshold(0.2) == pytest.approx(0.18)
+    acc = dataclasses.replace(mse, metric="accuracy", direction="maximize")
+    assert acc.solve_threshold(0.1) == pytest.approx(0.19)

@@ -1,5 +1,7 @@
-"""MomentumRNN and MomentumLSTM (Nguyen et al., NeurIPS 2020), transcribing the official code
-(minhtannguyen/MomentumRNN, mnist-timit/momentumnet.py, MomentumLSTMCell)::
+"""MomentumRNN and MomentumLSTM (Nguyen et al., NeurIPS 2020). MomentumLSTM transcribes the
+official code (minhtannguyen/MomentumRNN, mnist-timit/momentumnet.py, MomentumLSTMCell); the
+official code has no vanilla MomentumRNN cell, so ``momentum_rnn`` applies the paper's momentum
+equation to a tanh RNN with ``nn.RNN``'s default initialisation::
 
     v_t = mu v_{t-1} + s (W x_t + b_x)
     pre_t = v_t + U h_{t-1} + b_h          -> tanh (RNN) or the LSTM gates i, f, g, o

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -242,7 +243,8 @@ def cmd_run(args) -> int:
     print(f"{exp.task.id}: {len(specs)} cells x ({b.trials} trials + {b.seeds} seeds) = {total} runs "
           f"({done} already stored); budget {b.name}, {exp.size}, {b.epochs} epochs per run; "
           f"storage {mask_url(args.storage)}", flush=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     start = time.perf_counter()
     with tqdm(total=total, initial=done, unit="run", disable=args.no_progress, file=sys.stderr,
               dynamic_ncols=True) as bar:
@@ -254,7 +256,17 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _raise_interrupt(signum, frame):
+_signal: int | None = None     # the first SIGINT/SIGTERM received during `run`
+
+
+def _interrupt(signum, frame):
+    """First signal: stop the running unit (it is marked interrupted) and exit 128 + signum.
+    Lightning turns the KeyboardInterrupt into sys.exit(1) after its teardown; ``main`` maps that
+    back. A second signal leaves at once."""
+    global _signal
+    if _signal is not None:
+        os._exit(128 + _signal)
+    _signal = signum
     raise KeyboardInterrupt
 
 
@@ -498,15 +510,24 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "dashboard":
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_libraries()
     try:
+        quiet_libraries()
         from bench.discovery import discover
         discover()
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are stored; run the same command again to resume",
-              file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, SystemExit) as e:
+        if isinstance(e, SystemExit) and _signal is None:
+            raise
+        sig = _signal or signal.SIGINT
+        print(f"\ninterrupted by {signal.Signals(sig).name}: finished runs are stored, the running "
+              "one is marked interrupted; run the same command again to resume", file=sys.stderr)
+        if _signal is not None:
+            # Everything is stored (the storage commits per write); the interpreter's teardown of
+            # torch and Lightning takes seconds on a busy machine, and a signal asks for an exit now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + sig)
+        return 128 + sig

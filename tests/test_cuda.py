@@ -15,7 +15,7 @@ import torch
 from bench.kernels.orthogonal import modrelu_scan
 from bench.graphs import _FUNCTION_GRAPHS, eager, run_cell
 
-from tests.test_cells import ALL, make, nonzero_state
+from tests.conftest import REGISTERED, make, random_state
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -33,12 +33,12 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", REGISTERED)
 def test_cuda_float32_matches_cpu_float64(name):
     ref = make(name, inp=3, hidden=32)
     gpu = copy.deepcopy(ref).float().cuda()
     x = torch.randn(8, 100, 3, dtype=torch.float64)
-    for state in (None, nonzero_state(ref, 8)):
+    for state in (None, random_state(ref, 8)):
         outs = []
         for cell, dev, dt in ((ref, "cpu", torch.float64), (gpu, "cuda", torch.float32)):
             cell.zero_grad(set_to_none=True)
@@ -56,7 +56,7 @@ def test_cuda_float32_matches_cpu_float64(name):
         assert errors[worst] < 1e-4, f"{name}: {worst} relative error {errors[worst]:.2e}"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", REGISTERED)
 @pytest.mark.filterwarnings("error:.*CUDA graph capture failed")    # no silent eager fallback
 def test_graph_replay_trains_like_eager(name):
     """Training steps with CUDA-graph replay (bench.graphs) equal eager ones: outputs, and the

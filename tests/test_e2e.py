@@ -137,3 +137,46 @@ def test_across_tasks_ranks_cells_and_draws_a_cd_diagram(first_run, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:500]
     bad = bench(tmp_path, "report", "--across", "adding", "--budget", "smoke", check=False)
     assert bad.returncode == 2 and "valid: at least 2 tasks" in bad.stderr
+
+
+SLOW = [sys.executable, "-m", "bench", "run", "--task", "adding:T=50,n_train=2000", "--cells",
+        "lstm", "--budget", "smoke", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def slow_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("slow")
+    return table(bench(cwd, cmd=SLOW).stdout)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_training_stops_with_one_line_and_resumes(slow_run, tmp_path, sig, code):
+    """A real signal to a real process while a trial trains: the trial is marked interrupted, one
+    line says how to resume, the exit code is 128 + signal, and a rerun gives the same table."""
+    proc = subprocess.Popen(SLOW, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(tmp_path / DB) as con:
+                if con.execute("select count(*) from trials where state='RUNNING'").fetchone()[0]:
+                    break
+        except sqlite3.Error:
+            pass
+    time.sleep(0.5)
+    start = time.time()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    elapsed = time.time() - start
+    assert proc.returncode == code
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines == [f"interrupted by {signal.Signals(sig).name}: finished runs are stored, the "
+                     "running one is marked interrupted; run the same command again to resume"]
+    assert elapsed < 5, elapsed           # measured 0.4 s; Lightning's own path took 3-6 s
+    with sqlite3.connect(tmp_path / DB) as con:
+        marks = con.execute("select a.value_json from trials t join trial_user_attributes a on "
+                            "a.trial_id = t.trial_id and a.key = 'fail_reason' "
+                            "where t.state = 'FAIL'").fetchall()
+    assert marks == [('"interrupted"',)]
+    assert table(bench(tmp_path, cmd=SLOW).stdout) == slow_run

@@ -1,25 +1,17 @@
-"""chrono_lstm, janet, urlstm and nru against independent transcriptions of their papers/code."""
+"""chrono_lstm, janet, urlstm and nru against independent transcriptions of their papers/code, and
+their initialisations (the cell contract, tests/test_cells.py, checks gradients for every cell)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-from torch.func import functional_call
 
 from bench import create_cell
 from bench.errors import UserError
+from tests.conftest import make, randomize, random_state
 
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These sizes are tiny: one thread avoids OpenMP stalls when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def sig(z):
@@ -111,21 +103,9 @@ CASES = [
 IDS = [f"{n}{kw.get('memory_size', '')}" for n, kw in CASES]
 
 
-def make(name, kw, I=3, H=5, dtype=F64, seed=0):
-    torch.manual_seed(seed)
-    return create_cell(name, I, H, context={"seq_len": 20}, **kw).to(dtype)
-
-
-def random_state(cell, B):
-    return tuple(0.5 * torch.randn_like(t) for t in cell.initial_state(B))
-
-
 @pytest.mark.parametrize("name,kw", CASES, ids=IDS)
 def test_matches_independent_transcription(name, kw):
-    cell = make(name, kw)
-    with torch.no_grad():
-        for p in cell.parameters():
-            p.copy_(0.5 * torch.randn_like(p))
+    cell = randomize(make(name, hidden=5, **kw), scale=0.5)
     x = torch.randn(4, 9, 3, dtype=F64)
     state = random_state(cell, 4)
     y_ref, s_ref = transcribe(name, cell, x, state)
@@ -133,44 +113,6 @@ def test_matches_independent_transcription(name, kw):
         torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=0)
         for a, b in zip(s, s_ref):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
-
-
-SMALL = [("chrono_lstm", {}), ("janet", {}), ("urlstm", {}),
-         ("nru", {"memory_size": 8, "k": 2}),       # factored path
-         ("nru", {"memory_size": 2, "k": 8})]       # outer-product path (k does not divide 4)
-
-
-@pytest.mark.parametrize("name,kw", SMALL,
-                         ids=[f"{n}{kw.get('memory_size', '')}" for n, kw in SMALL])
-def test_gradcheck(name, kw):
-    cell = make(name, kw, I=2, H=3)
-    names = [n for n, p in cell.named_parameters() if p.requires_grad]
-    params = [p.detach().clone().requires_grad_() for n, p in cell.named_parameters()
-              if p.requires_grad]
-    x = torch.randn(2, 3, 2, dtype=F64, requires_grad=True)
-    state = tuple(t.requires_grad_() for t in random_state(cell, 2))
-    n_state = len(state)
-
-    def run(x, *rest):
-        st, ps = rest[:n_state], rest[n_state:]
-        y, st = functional_call(cell, dict(zip(names, ps)), (x, st))
-        return (y,) + tuple(st)
-
-    assert torch.autograd.gradcheck(run, (x, *state, *params))
-
-
-@pytest.mark.parametrize("name,kw", [("chrono_lstm", {}), ("janet", {}), ("urlstm", {}),
-                                     ("nru", {"memory_size": 16, "k": 4})], ids=IDS[:4])
-def test_finite_gradients_through_1000_steps(name, kw):
-    torch.manual_seed(0)
-    cell = create_cell(name, 2, 8, context={"seq_len": 1000}, **kw)
-    x = torch.randn(3, 1000, 2, requires_grad=True)
-    y, _ = cell(x)
-    y[:, -1].pow(2).sum().backward()
-    assert torch.isfinite(x.grad).all() and x.grad[:, 0].abs().sum() >= 0
-    for n, p in cell.named_parameters():
-        if p.requires_grad:
-            assert torch.isfinite(p.grad).all(), n
 
 
 # ---- initialisations ------------------------------------------------------------------------
@@ -234,7 +176,7 @@ def test_nru_published_pmnist_size():
 
 def test_nru_zero_write_vectors_stay_finite():
     """p = q = 0 hits the 1e-12 norm floor: forward and gradients stay finite and match step()."""
-    cell = make("nru", {"memory_size": 16, "k": 4})
+    cell = make("nru", hidden=5, memory_size=16, k=4)
     with torch.no_grad():
         cell.heads.weight[8:].zero_()
         cell.heads.bias[8:].zero_()

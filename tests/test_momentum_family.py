@@ -1,6 +1,7 @@
 """The momentum family against independent transcriptions of the official code
 (minhtannguyen/MomentumRNN, mnist-timit/momentumnet.py and the loop of mnist-timit/mnist.py),
-written here with plain tensor ops; plus gradients, the LSTM special case and bench.speed.
+written here with plain tensor ops; the step counter's schedule, the LSTM special case and
+bench.speed (the cell contract, tests/test_cells.py, checks gradients and split sequences).
 
 Sequences are longer than the fast paths' time block (32 steps), so block edges are crossed.
 """
@@ -9,23 +10,18 @@ import math
 import pytest
 import torch
 
-from bench import create_cell
 from bench.kernels.filter import exp_filter
 from bench.momentum.nesterov import step_counts
+from tests.conftest import make, random_state, randomize
 
 T = 45
 F64 = dict(atol=1e-10, rtol=0)
 
 
-def make(name, inp=3, hidden=5, seed=0, **kw):
-    """A cell in float64 with every parameter perturbed, so no weight sits at its init value."""
-    torch.manual_seed(seed)
-    cell = create_cell(name, inp, hidden, context={"seq_len": T}, **kw).double()
-    with torch.no_grad():
-        for p in cell.parameters():
-            if p.requires_grad:         # the momentum cells' frozen bias_hh stays zero
-                p.add_(0.3 * torch.randn_like(p))
-    return cell
+def random_cell(name, **kw):
+    """A cell in float64 with random parameters, so no weight sits at its init value (the
+    momentum cells' frozen bias_hh stays zero)."""
+    return randomize(make(name, hidden=5, seq_len=T, **kw))
 
 
 def weights(cell):
@@ -93,13 +89,6 @@ def official_nesterov(cell, x, s, restart, state=None):
     return torch.stack(out, 1), (h, c, v, torch.full_like(k, iter_indx))
 
 
-def random_state(cell, B, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    # abs(): Adam's r must be non-negative
-    return tuple(torch.randn(s.shape, generator=g, dtype=torch.float64).abs()
-                 for s in cell.initial_state(B))
-
-
 def assert_runs_match(cell, x, ref_y, ref_state, state=None):
     for run in (cell.loop, cell.forward):
         y, st = run(x, state)
@@ -115,7 +104,7 @@ def assert_runs_match(cell, x, ref_y, ref_state, state=None):
                                       ("rmsprop_lstm", dict(s=0.8, beta=0.9))])
 @pytest.mark.parametrize("carried", [False, True])
 def test_adam_family_matches_official_transcription(name, hp, carried):
-    cell = make(name, **hp)
+    cell = random_cell(name, **hp)
     x = torch.randn(3, T, 3, dtype=torch.float64)
     state = random_state(cell, 3) if carried else None
     y, st = official_adam(cell, x, hp.get("mu", 0.0), hp["s"], hp["beta"], state)
@@ -124,7 +113,7 @@ def test_adam_family_matches_official_transcription(name, hp, carried):
 
 def test_adam_parallel_path_matches_transcription():
     """The CUDA fast path (filters + torch.lstm with an identity input weight), run on the CPU."""
-    cell = make("adam_lstm", mu=0.5, s=0.9, beta=0.2)
+    cell = random_cell("adam_lstm", mu=0.5, s=0.9, beta=0.2)
     cell.fast_path = "parallel"
     x = torch.randn(3, T, 3, dtype=torch.float64)
     for state in (None, random_state(cell, 3)):
@@ -139,7 +128,7 @@ def test_adam_parallel_path_matches_transcription():
                                          (7, 0), (7, 3), (7, 9), (0, 3)])
 def test_sr_lstm_matches_official_transcription(restart, k0):
     """k0: a carried-in count, also one past restart (the official modulo rule then applies)."""
-    cell = make("sr_lstm", s=0.9, restart=restart)
+    cell = random_cell("sr_lstm", s=0.9, restart=restart)
     x = torch.randn(3, T, 3, dtype=torch.float64)
     state = None
     if k0 is not None:
@@ -150,20 +139,12 @@ def test_sr_lstm_matches_official_transcription(restart, k0):
 
 
 def test_sr_lstm_counter_is_documented_schedule():
-    """From a fresh state k_t = (t mod restart) + 1, and a split sequence runs as one."""
+    """From a fresh state k_t = (t mod restart) + 1."""
     for restart in (1, 3, 40):
         k, last = step_counts(torch.zeros(2, 1), 100, restart)
         expect = torch.tensor([t % restart + 1 for t in range(100)], dtype=torch.float32)
         torch.testing.assert_close(k[:, 0, 0], expect)
         assert last[0, 0] == (0 if 100 % restart == 0 else 100 % restart)
-    cell = make("sr_lstm", restart=7)
-    x = torch.randn(2, 60, 3, dtype=torch.float64)
-    y, st = cell(x)
-    y1, st1 = cell(x[:, :25])
-    y2, st2 = cell(x[:, 25:], st1)
-    torch.testing.assert_close(torch.cat([y1, y2], 1), y, **F64)
-    for a, b in zip(st2, st):
-        torch.testing.assert_close(a, b, **F64)
 
 
 def test_step_counts_closed_form_equals_rule():
@@ -179,58 +160,11 @@ def test_step_counts_closed_form_equals_rule():
         torch.testing.assert_close(last, k)
 
 
-SCAN_CELLS = ["adam_lstm", "rmsprop_lstm", "sr_lstm[restart=3]"]
-
-
-@pytest.mark.parametrize("name", SCAN_CELLS)
-def test_fast_gradients_equal_autograd_through_step_loop(name):
-    """The hand-written backward against autograd through step(), states included."""
-    cell = make(name)
-    x = torch.randn(2, 70, 3, dtype=torch.float64, requires_grad=True)
-    state = tuple(s.requires_grad_(i < 3) for i, s in enumerate(random_state(cell, 2)))
-    params = [x, *(p for p in cell.parameters() if p.requires_grad), *state[:3]]
-    w = torch.randn(2, 70, 5, dtype=torch.float64)
-
-    def grads(run):
-        y, st = run(x, state)
-        loss = (y * w).sum() + sum((s * s).sum() for s in st[:3])
-        return torch.autograd.grad(loss, params)
-
-    for a, b in zip(grads(cell.forward), grads(cell.loop)):
-        torch.testing.assert_close(a, b, **F64)
-
-
-@pytest.mark.parametrize("name", SCAN_CELLS)
-def test_gradcheck(name):
-    cell = make(name, inp=2, hidden=2)
-    x = torch.randn(2, 34, 2, dtype=torch.float64, requires_grad=True)
-    h, c, m, last = random_state(cell, 2)
-    state = (h.requires_grad_(), c.requires_grad_(), m.requires_grad_())
-    params = [p for p in cell.parameters() if p.requires_grad]
-
-    def f(x, h, c, m, *ps):
-        y, st = cell(x, (h, c, m, last))
-        return y, *st[:3]
-
-    assert torch.autograd.gradcheck(f, (x, *state, *params), atol=1e-6, eps=1e-6, fast_mode=True)
-
-
-@pytest.mark.parametrize("name", SCAN_CELLS)
-def test_finite_gradients_through_1000_steps(name):
-    torch.manual_seed(0)
-    cell = create_cell(name, 2, 8)
-    x = torch.randn(2, 1000, 2)
-    y, _ = cell(x)
-    y[:, -1].sum().backward()
-    grads = [p.grad for p in cell.parameters() if p.requires_grad]
-    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
-
-
 # ---- momentum_rnn, momentum_lstm --------------------------------------------------------------
 
 @pytest.mark.parametrize("name, lstm", [("momentum_lstm", True), ("momentum_rnn", False)])
 def test_momentum_cells_match_official_transcription(name, lstm):
-    cell = make(name, mu=0.7, s=0.4)
+    cell = random_cell(name, mu=0.7, s=0.4)
     x = torch.randn(3, T, 3, dtype=torch.float64)
     y = official_momentum(cell, x, 0.7, 0.4, lstm)
     torch.testing.assert_close(cell.loop(x)[0], y, **F64)
@@ -239,7 +173,7 @@ def test_momentum_cells_match_official_transcription(name, lstm):
 
 def test_momentum_lstm_without_momentum_is_lstm():
     """mu = 0, s = 1 and lstm's weights: W, b_x <- W_ih, b_ih; U, b_h <- W_hh, b_hh."""
-    lstm, mom = make("lstm"), make("momentum_lstm", mu=0.0, s=1.0)
+    lstm, mom = random_cell("lstm"), random_cell("momentum_lstm", mu=0.0, s=1.0)
     with torch.no_grad():
         mom.core.weight_ih_l0[:, :-1] = lstm.core.weight_ih_l0
         mom.core.weight_ih_l0[:, -1] = lstm.core.bias_ih_l0
@@ -252,7 +186,7 @@ def test_momentum_lstm_without_momentum_is_lstm():
 
 def test_filtered_input_reduction_equals_momentum_recurrence():
     """v_t = mu v_{t-1} + s (W x_t + b_x) equals W x~_t + b_x c_t, x~ and c filtered x and 1."""
-    cell = make("momentum_lstm", mu=0.8, s=0.3)
+    cell = random_cell("momentum_lstm", mu=0.8, s=0.3)
     W, b_x, _, _ = weights(cell)
     x = torch.randn(2, 300, 3, dtype=torch.float64)
     v, vs = torch.zeros(2, W.shape[0], dtype=torch.float64), []

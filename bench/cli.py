@@ -211,7 +211,7 @@ def _experiment(args, task_text: str | None = None):
     task_text = _with_data_dir(task_text or args.task, args.data_dir)
     name = task_text.partition(":")[0]
     task = parse_task(task_text, budget.tasks.get(name, {}))
-    specs = parse_cells(args.cells, args.ablations) if args.cells else None
+    specs = parse_cells(args.cells, args.ablations) if args.cells is not None else None
     cell_entry(args.reference or budget.declared()["reference"])   # an unknown one is bad input
     if args.alpha is not None and not 0 < args.alpha < 1:
         raise UserError(f"--alpha {args.alpha} is out of range; valid: (0, 1)")
@@ -230,6 +230,10 @@ def cmd_run(args) -> int:
     from bench.tune import check_budget, finished_runs, run_experiment
 
     exp, specs = _experiment(args)
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device here; valid: cpu, auto")
     check_url(args.storage)
     data = exp.task.build()
     data.setup("fit")
@@ -275,14 +279,16 @@ def cmd_report(args) -> int:
     from bench.registry import parse_cells
     from bench.storage import check_url, open_storage
 
+    if args.out:                  # refuse an unwritable --out before any work
+        _writable_dir(Path(args.out).absolute().parent, "--out", create=False)
     if args.across:
         if args.task:
             raise UserError("--task and --across: give one; valid: --task TASK or --across TASKS")
         exps = [_experiment(args, t)[0] for t in split_tasks(args.across)]
-        specs = parse_cells(args.cells, args.ablations) if args.cells else None
+        specs = parse_cells(args.cells, args.ablations) if args.cells is not None else None
         plots_dir = Path(args.plots) if args.plots else (
             Path(args.out).parent if args.out else Path("runs") / "plots")
-        _writable_dir(plots_dir, "--plots")
+        _writable_dir(plots_dir, "--plots", create=True)
         check_url(args.storage, create=False)
         storage = open_storage(args.storage, create=False)
         alpha = exps[0].budget.declared()["alpha"] if args.alpha is None else args.alpha
@@ -306,19 +312,20 @@ def _emit(text: str, out: str | None) -> int:
     return 0
 
 
-def _writable_dir(path: Path, flag: str) -> None:
-    """Create a plot folder below an existing, writable parent, or say why not."""
+def _writable_dir(path: Path, flag: str, create: bool) -> None:
+    """Check that a folder is writable (``create``: or can be made in an existing parent)."""
     import tempfile
-    parent = path if path.is_dir() else path.parent
+    parent = path if path.is_dir() or not create else path.parent
     if not parent.is_dir():
-        raise UserError(f"{flag} {path}: folder {parent} does not exist; valid: a folder whose "
-                        "parent exists")
+        raise UserError(f"{flag} {path}: folder {parent} does not exist; valid: an existing folder"
+                        + (" or one inside one" if create else ""))
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as e:
         raise UserError(f"{flag} {path}: {parent} is not writable ({e.strerror})") from None
-    path.mkdir(exist_ok=True)
+    if create:
+        path.mkdir(exist_ok=True)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -492,7 +499,11 @@ def _fake_data(args) -> int:
                         f"choose an empty --data-dir)")
     n_train, n_test = args.n_train or FAKE_SIZES[0], args.n_test or FAKE_SIZES[1]
     start = time.perf_counter()
-    write_fake_mnist(root, n_train, n_test)
+    try:
+        write_fake_mnist(root, n_train, n_test)
+    except OSError as e:
+        raise UserError(f"--data-dir {root}: cannot write there ({e.strerror}); valid: a writable "
+                        "folder") from None
     print(f"wrote SYNTHETIC MNIST-format files to {root} in {time.perf_counter() - start:.1f} s "
           f"(read by pmnist and smnist; noise plus a class-dependent stripe, not MNIST: for timing "
           f"and tests, not for accuracy claims):")
@@ -518,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # the reader went away (`bench list | head -1`): stop quietly, as coreutils do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (KeyboardInterrupt, SystemExit) as e:
         if isinstance(e, SystemExit) and _signal is None:
             raise

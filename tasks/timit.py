@@ -148,6 +148,13 @@ def sphere_header(path: Path, head: bytes) -> dict[str, str | int | float]:
                 raise UserError(f"{path}: bad SPHERE header field {line[:40]!r}") from None
     else:
         raise UserError(f"{path}: bad SPHERE header (no end_head within {size} bytes)")
+    for key in ("sample_count", "sample_rate", "channel_count", "sample_n_bytes"):
+        if key in fields and not isinstance(fields[key], int):
+            try:                      # a header may declare them -s with a numeric string
+                fields[key] = int(str(fields[key]))
+            except ValueError:
+                raise UserError(f"{path}: bad SPHERE header field {key} = {fields[key]!r}; valid: "
+                                "a whole number") from None
     for key, want in (("sample_rate", None), ("channel_count", 1), ("sample_n_bytes", 2)):
         if key not in fields:
             raise UserError(f"{path}: bad SPHERE header (no {key})")

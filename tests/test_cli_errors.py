@@ -46,3 +46,87 @@ def test_bad_input_creates_no_storage(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(RUN[:4] + ["nope"]) == 2
     assert not (tmp_path / "runs").exists()
+
+
+def _binary_toml(d: Path) -> str:
+    (d / "bin.toml").write_bytes(b"\xff\xfe\x00\x01trials")
+    return str(d / "bin.toml")
+
+
+def _bool_trials(d: Path) -> str:
+    text = (Path(__file__).parent.parent / "studies" / "smoke.toml").read_text()
+    (d / "b.toml").write_text(text.replace("trials = 2", "trials = true"))
+    return str(d / "b.toml")
+
+
+def _foreign_db(d: Path) -> str:
+    import sqlite3
+    with sqlite3.connect(d / "app.db") as con:
+        con.execute("create table users (id integer)")
+    return f"sqlite:///{d / 'app.db'}"
+
+
+# (args, expected fragment); a callable builds a file outside the checked folder first
+MORE = [
+    (["run", "--task", "adding", "--cells", "", "--budget", "smoke"], "no cells selected"),
+    (["run", "--task", "adding", "--cells", "momentum_lstm[mu=0.3,mu=0.5]"], "mu given twice"),
+    (["run", "--task", "adding", "--cells", "dtriv[K=1e400]"], "K='1e400' is not an int"),
+    (["run", "--task", "adding:T=1e400", "--cells", "lstm"], "T='1e400' is not an int"),
+    (["run", "--task", "adding:T=1e9", "--cells", "lstm"], "valid: [2, 100000]"),
+    (["run", "--task", "adding:T=20,T=30", "--cells", "lstm"], "T given twice"),
+    (["run", "--task", "adding", "--cells", "lstm", "--budget", _binary_toml], "not a text file"),
+    (["run", "--task", "adding", "--cells", "lstm", "--budget", _bool_trials], "trials=True"),
+    (["run", "--task", "adding", "--cells", "lstm", "--storage", "sqlite:////nonexistent/dir/x.db"],
+     "does not exist"),
+    (["run", "--task", "adding", "--cells", "lstm", "--storage", _foreign_db], "another application"),
+    (["report", "--task", "adding", "--storage", "sqlite:///none.db"], "does not exist"),
+    (["report", "--task", "adding", "--out", "/nonexistent/dir/t.md"], "does not exist"),
+    (["dashboard", "--port", "70000"], "valid: 1-65535"),
+    (["dashboard", "--storage", "sqlite:///none.db"], "does not exist"),
+    (["data", "fake", "--task", "pmnist", "--data-dir", "/proc/1/nope"], "cannot write there"),
+    (["report", "--across", "adding", "--budget", "smoke"], "valid: at least 2 tasks"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", MORE, ids=[" ".join(map(str, a[:5])) for a, _ in MORE])
+def test_more_bad_input_writes_nothing(args, fragment, tmp_path, tmp_path_factory, monkeypatch, capsys):
+    files = tmp_path_factory.mktemp("inputs")
+    args = [a(files) if callable(a) else a for a in args]
+    if "--budget" not in args and args[0] == "run":
+        args += ["--budget", "smoke"]
+    before = {p: digest(p) for p in files.rglob("*")}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(main(args))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and fragment in err, err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []                       # nothing written here
+    assert {p: digest(p) for p in files.rglob("*")} == before   # nor to the files it was given
+
+
+def test_device_cuda_without_a_gpu(tmp_path, monkeypatch, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: nothing to refuse")
+    monkeypatch.chdir(tmp_path)
+    assert main(RUN + ["--device", "cuda"]) == 2
+    assert "no CUDA device here; valid: cpu, auto" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_broken_pipe_is_quiet():
+    import subprocess
+    import sys
+    p = subprocess.run(f"{sys.executable} -m bench list | head -1", shell=True, capture_output=True,
+                       text=True, timeout=120)
+    assert p.stdout.startswith("Cells") and p.stderr == ""
+
+
+def test_sphere_header_with_a_non_numeric_count(tmp_path):
+    from bench.errors import UserError
+    from tasks.timit import sphere_header
+    head = (b"NIST_1A\n   1024\nsample_rate -i 16000\nchannel_count -i 1\nsample_n_bytes -i 2\n"
+            b"sample_count -s9 x5663\nend_head\n").ljust(1024, b" ")
+    with pytest.raises(UserError, match="bad SPHERE header field sample_count = 'x5663'"):
+        sphere_header(tmp_path / "a.wav", head)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from bench.cell import Cell, State
 from bench.kernels.gates import FORGET_BIAS
-from bench.registry import HParam, register_cell
+from bench.registry import HParam, register_ablation, register_cell
 
 
 class TorchRNN(Cell):
@@ -50,6 +50,32 @@ class LSTM(TorchRNN):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
+
+
+class OfficialInitLSTM(LSTM):
+    """The paper's LSTM baseline: MomentumRNN's ``momentumnet.py`` LSTMCell initialisation.
+
+    W orthogonal, U = eye(4n, n) (identity in the input-gate block, zeros elsewhere), every bias
+    zero but the forget gate's, which is ``forget_bias`` on *both* bias vectors (so the initial
+    forget pre-activation is 2 x forget_bias, as in the official code). The same model as ``lstm``;
+    only the initialisation differs. With the same weights it equals
+    ``momentum_lstm/no_momentum[s=1]`` exactly (tested).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float):
+        super().__init__(input_size, hidden_size, forget_bias)
+        n = hidden_size
+        with torch.no_grad():
+            nn.init.orthogonal_(self.core.weight_ih_l0)
+            nn.init.eye_(self.core.weight_hh_l0)
+            for b in (self.core.bias_ih_l0, self.core.bias_hh_l0):
+                b.zero_()
+                b[n:2 * n] = forget_bias
+
+
+register_ablation("lstm", "official_init", cls=OfficialInitLSTM,
+                  doc="the paper's LSTM baseline init (orthogonal W, eye U, forget bias on both "
+                      "vectors): is a gap to momentum_lstm its initialisation?")
 
 
 #: sequence length a chrono-initialised cell assumes when no task context gives ``seq_len``

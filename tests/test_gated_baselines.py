@@ -198,3 +198,32 @@ def test_chrono_defaults_without_task_context():
     # chrono_lstm differs from lstm only in its initialisation
     assert create_cell("chrono_lstm", 3, 16).num_parameters() == \
         create_cell("lstm", 3, 16).num_parameters()
+
+
+def test_official_init_lstm_is_the_papers_baseline():
+    """lstm/official_init: W orthogonal, U = eye(4n, n), forget bias on both vectors; with the same
+    weights it equals momentum_lstm/no_momentum[s=1] (the official LSTMCell), in float64."""
+    import torch
+
+    from bench import create_cell
+    n, inp = 6, 3
+    cell = create_cell("lstm/official_init", inp, n, forget_bias=1.5).double()
+    c = cell.core
+    W = c.weight_ih_l0.detach()
+    torch.testing.assert_close(W.T @ W, torch.eye(inp, dtype=torch.float64), atol=1e-6, rtol=0)  # float32 init
+    assert torch.equal(c.weight_hh_l0.detach(), torch.eye(4 * n, n, dtype=torch.float64))
+    for b in (c.bias_ih_l0.detach(), c.bias_hh_l0.detach()):
+        assert torch.equal(b[n:2 * n], torch.full((n,), 1.5, dtype=torch.float64))
+        assert torch.count_nonzero(torch.cat([b[:n], b[2 * n:]])) == 0
+    # the same weights in the momentum cell without momentum and with step size 1
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    mom = create_cell("momentum_lstm/no_momentum[s=1]", inp, n).double()
+    with torch.no_grad():
+        mom.core.weight_ih_l0[:, :-1] = c.weight_ih_l0      # W
+        mom.core.weight_ih_l0[:, -1] = c.bias_ih_l0         # b_x
+        mom.core.weight_hh_l0.copy_(c.weight_hh_l0)         # U
+        mom.core.bias_ih_l0.copy_(c.bias_hh_l0)             # b_h
+    x = torch.randn(4, 30, inp, dtype=torch.float64)
+    torch.testing.assert_close(mom(x)[0], cell(x)[0], atol=1e-12, rtol=0)

@@ -27,3 +27,11 @@ def test_preset_cell_tables_reach_ablations():
     base = parse_spec("momentum_lstm").resolve(b.cells)
     abl = parse_spec("momentum_lstm/no_momentum").resolve(b.cells)
     assert abl["mu"] == 0.0 and abl["s"] == base["s"] and abl["forget_bias"] == base["forget_bias"]
+
+
+def test_paper_lstm_presets_compare_against_the_official_baseline():
+    for name, fb in (("paper-pmnist-lstm", 1.0), ("paper-timit-lstm", -4.0)):
+        b = load_budget(name)
+        assert b.declared()["reference"] == "lstm/official_init"
+        assert parse_spec("lstm/official_init").resolve(b.cells)["forget_bias"] == fb
+        assert parse_spec("momentum_lstm").resolve(b.cells)["forget_bias"] == fb

@@ -221,13 +221,60 @@ def _experiment(args, task_text: str | None = None):
     return Experiment(task, budget, hidden, params), specs
 
 
-def cmd_run(args) -> int:
-    from tqdm import tqdm
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
+
+class Bar:
+    """The run's progress bar: elapsed time ticks every second from the start, the postfix names
+    the unit and epoch training now, and the ETA comes from stored run times (``bench.progress.Eta``)."""
+
+    def __init__(self, total: int, done: int, eta, disable: bool):
+        import threading
+
+        from tqdm import tqdm
+        self.eta, self.label, self.epochs, self.now = eta, "", 0, 0
+        self.bar = tqdm(total=total, initial=done, unit="run", disable=disable, file=sys.stderr,
+                        dynamic_ncols=True, bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                                       "[{elapsed}] {desc}")
+        self.stop = threading.Event()
+        self.ticker = threading.Thread(target=self._tick, daemon=True)
+        self.ticker.start()
+
+    def _tick(self) -> None:
+        while not self.stop.wait(1.0):
+            self.bar.refresh()
+
+    def _show(self) -> None:
+        left = self.eta.seconds_left()
+        when = f"ETA {_minutes(left)}" if left is not None else "ETA after the first runs"
+        epoch = f" epoch {self.now}/{self.epochs}" if self.epochs else ""
+        self.bar.set_description_str(f"{self.label}{epoch}; {when}", refresh=True)
+
+    def begin(self, label: str, epochs: int) -> None:
+        self.label, self.epochs, self.now = label, epochs, 0
+        self._show()
+
+    def epoch(self, done: int) -> None:
+        self.now = done
+        self._show()
+
+    def end(self, cell: str, kind: str, seconds: float) -> None:
+        self.eta.done(cell, kind, seconds)
+        self.bar.update(1)
+        self._show()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.bar.close()
+
+
+def cmd_run(args) -> int:
     from bench import report as rp
+    from bench.progress import Eta
     from bench.storage import check_url, is_single_process, mask_url, open_storage
     from bench.train import size_and_hparams
-    from bench.tune import check_budget, finished_runs, run_experiment
+    from bench.tune import check_budget, run_experiment, stored_work
 
     exp, specs = _experiment(args)
     if args.device == "cuda":
@@ -243,17 +290,23 @@ def cmd_run(args) -> int:
     check_budget(storage, exp.budget)
     b = exp.budget
     total = len(specs) * (b.trials + b.seeds)
-    done = finished_runs(storage, exp, specs)
+    done, remaining, times = stored_work(storage, exp, specs)
+    eta = Eta(times, remaining)
+    left = eta.seconds_left()
+    expect = (f"expected {_minutes(left)} from stored run times" if left is not None and remaining
+              else "no stored run times for these cells yet: the ETA follows the first runs"
+              if remaining else "nothing left to run")
     print(f"{exp.task.id}: {len(specs)} cells x ({b.trials} trials + {b.seeds} seeds) = {total} runs "
-          f"({done} already stored); budget {b.name}, {exp.size}, {b.epochs} epochs per run; "
-          f"storage {mask_url(args.storage)}", flush=True)
+          f"({done} already stored; {expect}); budget {b.name}, {exp.size}, {b.epochs} epochs per "
+          f"run; storage {mask_url(args.storage)}", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
     start = time.perf_counter()
-    with tqdm(total=total, initial=done, unit="run", disable=args.no_progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
-        run_experiment(storage, exp, specs, data, bar, args.device,
-                       is_single_process(args.storage))
+    bar = Bar(total, done, eta, args.no_progress)
+    try:
+        run_experiment(storage, exp, specs, data, bar, args.device, is_single_process(args.storage))
+    finally:
+        bar.close()
     print(f"done in {time.perf_counter() - start:.0f} s\n")
     rep = rp.build(storage, exp, [str(s) for s in specs], args.test, args.reference, args.alpha)
     print(rp.render(rep, "md"))

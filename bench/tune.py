@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import platform
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import optuna
 import pytorch_lightning as pl
@@ -23,16 +24,12 @@ from bench import studies
 from bench.budget import Budget, budget_json
 from bench.errors import UserError
 from bench.model import Diverged
+from bench.progress import EpochTicker, Progress
 from bench.registry import CellSpec
 from bench.task import TaskConfig, TaskData
 from bench.train import size_and_hparams, train_run
 
 TrialState = optuna.trial.TrialState
-
-
-class Progress(Protocol):
-    def update(self, n: int = 1) -> Any: ...
-    def set_postfix_str(self, s: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def suggest(trial: optuna.Trial, spec: CellSpec, budget: Budget) -> tuple[dict, 
 
 def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
                   data: TaskData, opt: dict, chosen: dict, seed: int, device: str,
-                  final: bool) -> None:
+                  final: bool, progress: Progress) -> None:
     """Size, train, and record one run: COMPLETE with its metrics, PRUNED, or FAIL with a reason.
 
     A tuning trial (``final`` False) reports to the pruner and its value is the validation
@@ -151,9 +148,10 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spe
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
     pruning = None if final else _Pruning(trial)
+    callbacks = [EpochTicker(progress)] + ([pruning] if pruning else [])
     try:
-        res = train_run(data, spec, hp, hidden, exp.budget, opt, seed,
-                        [pruning] if pruning else [], device, read_test=final)
+        res = train_run(data, spec, hp, hidden, exp.budget, opt, seed, callbacks, device,
+                        read_test=final)
     except Diverged as e:
         if pruning and pruning.pruned:
             study.tell(trial, state=TrialState.PRUNED)
@@ -175,21 +173,33 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spe
         study.tell(trial, res.test if final else res.val)
 
 
+def tune_one(study: optuna.Study, exp: Experiment, spec: CellSpec, data: TaskData,
+             progress: Progress, device: str = "cpu") -> bool:
+    """Run the cell's next tuning trial if it has fewer counted trials than the budget; trial k
+    is sampled by a TPE seeded with (sampler_seed, k) over the study's own history."""
+    b = exp.budget
+    done = sum(map(counted, study.get_trials(deepcopy=False)))
+    if done >= b.trials:
+        return False
+    study.sampler = optuna.samplers.TPESampler(seed=b.sampler_seed * 100_003 + done,
+                                               n_startup_trials=b.startup_trials)
+    study.pruner = b.make_pruner()
+    trial = study.ask()
+    opt, chosen = suggest(trial, spec, b)
+    progress.begin(f"{spec} trial {done + 1}/{b.trials}", b.epochs)
+    start = time.perf_counter()
+    _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=done, device=device,
+                  final=False, progress=progress)
+    progress.end(str(spec), "tune", time.perf_counter() - start)
+    return True
+
+
 def tune_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, progress: Progress,
               device: str = "cpu", single_process: bool = True) -> optuna.Study:
     """Run the cell's tuning study up to the budget's number of counted trials."""
-    b = exp.budget
     study = _study(storage, exp, spec, "tune", data, single_process)
-    while (done := sum(map(counted, study.get_trials(deepcopy=False)))) < b.trials:
-        study.sampler = optuna.samplers.TPESampler(seed=b.sampler_seed * 100_003 + done,
-                                                   n_startup_trials=b.startup_trials)
-        study.pruner = b.make_pruner()
-        trial = study.ask()
-        opt, chosen = suggest(trial, spec, b)
-        progress.set_postfix_str(f"{spec} trial {done + 1}/{b.trials}")
-        _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=done, device=device,
-                      final=False)
-        progress.update(1)
+    while tune_one(study, exp, spec, data, progress, device):
+        pass
     return study
 
 
@@ -242,29 +252,42 @@ def train_seeds(storage, exp: Experiment, spec: CellSpec, data: TaskData, params
         study.enqueue_trial(params, skip_if_exists=False)
         trial = study.ask()
         opt, chosen = suggest(trial, spec, exp.budget)
-        progress.set_postfix_str(f"{spec} seed {seed}")
+        progress.begin(f"{spec} seed {seed - exp.budget.seed_list()[0] + 1}/{exp.budget.seeds}",
+                       exp.budget.epochs)
+        start = time.perf_counter()
         _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=seed, device=device,
-                      final=True)
-        progress.update(1)
+                      final=True, progress=progress)
+        progress.end(str(spec), "seeds", time.perf_counter() - start)
     return study
 
 
-def finished_runs(storage, exp: Experiment, specs: list[CellSpec]) -> int:
-    """Runs already finished for this experiment (to start the progress bar where it was)."""
+def stored_work(storage, exp: Experiment, specs: list[CellSpec]
+                ) -> tuple[int, list[tuple[str, str]], dict[tuple[str, str], list[float]]]:
+    """Runs already finished, the (cell, kind) of every unit still to run, and the stored run
+    times of this experiment's cells by (cell, kind): what the progress bar and its ETA start from."""
     names = studies.summaries(storage)
-    n = 0
+    done, remaining, times = 0, [], {}
     for spec in specs:
         for kind, cap in (("tune", exp.budget.trials), ("seeds", exp.budget.seeds)):
             name = exp.study_name(spec, kind)
-            if name in names:
-                n += min(cap, sum(map(counted, studies.trials(storage, name))))
-    return n
+            runs = [t for t in studies.trials(storage, name) if counted(t)] if name in names else []
+            done += min(cap, len(runs))
+            remaining += [(str(spec), kind)] * max(0, cap - len(runs))
+            times[(str(spec), kind)] = [t.user_attrs["wall_s"] for t in runs if "wall_s" in t.user_attrs]
+    return done, remaining, times
 
 
 def run_experiment(storage, exp: Experiment, specs: list[CellSpec], data: TaskData,
                    progress: Progress, device: str = "cpu", single_process: bool = True) -> None:
-    """Tune every cell under the same budget, then retrain each one's best on the seeds."""
-    for spec in specs:
-        study = tune_cell(storage, exp, spec, data, progress, device, single_process)
+    """Tune every cell under the same budget, then retrain each one's best on the seeds.
+
+    Tuning goes round-robin (every cell's trial k before any cell's trial k + 1), so the ETA
+    learns every cell's speed early; each study's trials depend on that study alone, so the
+    order changes no number."""
+    tune = {spec: _study(storage, exp, spec, "tune", data, single_process) for spec in specs}
+    for _ in range(exp.budget.trials):
+        for spec in specs:
+            tune_one(tune[spec], exp, spec, data, progress, device)
+    for spec, study in tune.items():
         params, source = best_config(study, spec, exp.budget)
         train_seeds(storage, exp, spec, data, params, source, progress, device, single_process)

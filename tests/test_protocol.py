@@ -15,19 +15,12 @@ from bench.registry import create_cell, parse_spec
 from bench.storage import open_storage
 from bench.task import TaskConfig, parse_task
 from bench.train import train_run
+from bench.progress import Silent as Quiet
 from bench.tune import Experiment, best_config, default_config, run_experiment, tune_cell
 from tasks.synthetic import Adding
 
 TASK = "adding:T=10,n_train=64,n_val=32,n_test=32"
 SMOKE = load_budget("smoke")
-
-
-class Quiet:
-    def update(self, n=1):
-        pass
-
-    def set_postfix_str(self, s):
-        pass
 
 
 class SpyAdding(Adding):
@@ -179,3 +172,17 @@ def test_solve_threshold_per_direction():
     assert mse.solve_threshold(0.2) == pytest.approx(0.18)
     acc = dataclasses.replace(mse, metric="accuracy", direction="maximize")
     assert acc.solve_threshold(0.1) == pytest.approx(0.19)
+
+
+def test_a_changed_preset_under_a_stored_name_is_refused(tmp_path):
+    from bench.errors import UserError
+    from bench.tune import check_budget
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.set_user_attr("budget", "smoke")
+    study.set_user_attr("budget_fingerprint", SMOKE.fingerprint)
+    check_budget(storage, SMOKE)                                   # the same content: fine
+    changed = dataclasses.replace(SMOKE, source=SMOKE.source + "\n# trials = 3\n")
+    with pytest.raises(UserError) as e:
+        check_budget(storage, changed)
+    assert SMOKE.fingerprint in str(e.value) and changed.fingerprint in str(e.value)

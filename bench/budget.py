@@ -54,7 +54,7 @@ class Budget:
     @property
     def fingerprint(self) -> str:
         """Short hash of the preset's content, stored with every run."""
-        return hashlib.sha256(self.source.encode()).hexdigest()[:12]
+        return fingerprint(self.source)
 
     def seed_list(self) -> list[int]:
         """Training seeds of the final runs (offset so they never equal a tuning trial's seed)."""
@@ -81,6 +81,11 @@ class Budget:
             return opt
 
         return {"lr": 1e-3, **pick(self.optimizer, "lr")}
+
+
+def fingerprint(source: str) -> str:
+    """Short hash of a preset's text: same name and different content is refused by `run`."""
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 def list_budgets() -> list[str]:
@@ -113,7 +118,7 @@ def load_budget(name: str) -> Budget:
         raise UserError(f"budget preset {path}: name={name!r}; valid: a non-empty string")
     if path.resolve().parent != STUDIES:
         # a preset given by path never merges with a built-in one of the same name
-        name = f"{name}@{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+        name = f"{name}@{fingerprint(source)[:8]}"
     b = Budget(name=name, source=source,
                **{k: v for k, v in raw.items() if k in known})
     for key in ("trials", "seeds", "epochs", "batch_size"):

@@ -422,7 +422,7 @@ def cmd_list(args) -> int:
         if args.family is not None and e.family != args.family:
             continue
         fixed = ", ".join(f"{k}={v}" for k, v in e.fixed.items())
-        print(f"  {name:<28} {e.doc}" + (f" [{fixed}]" if fixed else ""))
+        print(f"  {name:<32} {e.doc}" + (f" [{fixed}]" if fixed else ""))
     print("\nTasks (spec: name:k=v,...):")
     for name in list_tasks():
         e = task_entry(name)

@@ -106,9 +106,11 @@ def test_a_throwaway_cell_is_one_file(tmp_path):
                                str(ROOT / "tests" / "test_cells.py"), "-k", "indrnn"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert contract.returncode == 0, contract.stdout[-2000:]
-    for test in ("test_forward_equals_step_loop", "test_gradcheck",
-                 "test_finite_gradients_through_1000_steps"):
-        assert f"{test}[indrnn] PASSED" in contract.stdout, contract.stdout[-2000:]
+    for test in ("test_forward_equals_step_loop_and_split_calls",
+                 "test_forward_gradients_equal_loop_gradients", "test_gradcheck[zero_state-indrnn]",
+                 "test_gradcheck[carried_state-indrnn]", "test_finite_gradients_through_1000_steps"):
+        name = test if "[" in test else f"{test}[indrnn]"
+        assert f"{name} PASSED" in contract.stdout, contract.stdout[-2000:]
 
 
 def test_a_name_registered_twice_is_refused(tmp_path):

@@ -40,7 +40,9 @@ def test_parse_cells_all_and_brackets():
     assert [str(s) for s in specs] == ["lstm", "momentum_lstm[mu=0.3,s=0.5]"]
     assert [str(s) for s in parse_cells("all")] == list_cells()
     with_abl = [str(s) for s in parse_cells("momentum_lstm", ablations=True)]
-    assert with_abl == ["momentum_lstm", "momentum_lstm/no_momentum"]
+    assert with_abl[0] == "momentum_lstm" and with_abl[1:] == list_ablations("momentum_lstm")
+    assert {"momentum_lstm/no_momentum", "momentum_lstm/s_one", "momentum_lstm/state_momentum"} \
+        <= set(with_abl)
 
 
 @pytest.mark.parametrize("text, fragment", [

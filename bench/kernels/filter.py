@@ -40,3 +40,29 @@ def decayed(x0: Tensor, rate: float, T: int) -> Tensor:
     """rate^(t+1) x0 for t < T, shape (B, T, C): what a carried-in filter state adds at step t."""
     powers = rate ** torch.arange(1, T + 1, device=x0.device, dtype=x0.dtype)
     return powers[:, None] * x0[:, None, :]
+
+
+def channel_filter(x: Tensor, log_mu: Tensor, s: Tensor | float = 1.0, chunk: int = 64) -> Tensor:
+    """y_t = mu_c y_{t-1} + s_c x_t along dim 1 of a (B, T, C) tensor, per channel c, y_{-1} = 0.
+
+    ``log_mu`` (C,) is log mu (finite: mu in (0, 1)), so powers are exp(k log mu) and gradients
+    reach mu. Chunks of ``chunk`` steps, each one batched matmul with per-channel Toeplitz
+    matrices, as ``exp_filter`` does for one scalar mu (whose Toeplitz matrix is mu ** lag, (T, T)).
+    """
+    B, T, C = x.shape
+    n = min(T, chunk)
+    t = torch.arange(n, device=x.device, dtype=x.dtype)
+    lag = t[:, None] - t[None, :]
+    powers = torch.exp(lag.clamp(min=0)[..., None] * log_mu)                    # (n, n, C)
+    toeplitz = torch.where((lag >= 0)[..., None], powers, torch.zeros((), dtype=x.dtype,
+                                                                      device=x.device))
+    decay = torch.exp((t + 1)[:, None] * log_mu)                                # mu^(j+1), (n, C)
+    out, carry = [], None
+    for xc in x.split(n, dim=1):
+        c = xc.shape[1]
+        yc = torch.einsum("tkc,bkc->btc", toeplitz[:c, :c], xc)
+        if carry is not None:
+            yc = yc + decay[:c] * carry[:, None, :]
+        out.append(yc)
+        carry = yc[:, -1]
+    return s * torch.cat(out, dim=1)

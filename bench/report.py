@@ -186,7 +186,7 @@ def _notes(rep: Report, exp: Experiment, comps: dict, half: int, test: str, refe
             f"significant after correction, direction from A12 = P(cell seed beats {reference} "
             f"seed); no verdict where neither cell solves on a majority of seeds. shift: "
             f"Hodges-Lehmann (cell - {reference}) with its 95% CI; d: Cohen's d, – where an SD is "
-            f"near zero.")
+            f"near zero or |d| > 10 (no overlap: A12 says it).")
     else:
         rep.footer.append(f"No tests: reference {reference!r} has no finished seed runs here.")
     chosen = {"test": test, "reference": reference, "alpha": alpha}

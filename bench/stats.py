@@ -27,6 +27,7 @@ from statsmodels.stats.multitest import multipletests
 TESTS = {"mwu": "Mann-Whitney U", "welch": "Welch's t-test"}
 MIN_N = 6               # with 3 seeds a side the exact two-sided MWU p is never below 0.1
 NEAR_ZERO_CV = 0.01     # Cohen's d is not reported when a group's SD is below 1% of |its mean|
+MAX_D = 10.0           # ... or when the pooled SD is below a tenth of the difference of means
 EXACT_MAX_N = 24        # without ties, enumerate the permutation distribution up to n + m = 24
 EXACT_TIES_MAX_N = 100  # with ties, enumerate up to this n + m (beyond: scipy's tie-corrected normal)
 N_RESAMPLES = 9999      # bootstrap resamples for the CI of the mean
@@ -243,7 +244,10 @@ def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
         if s == 0 or s < NEAR_ZERO_CV * abs(g.mean()):
             return math.nan
     pooled = math.sqrt(((na - 1) * sa ** 2 + (nb - 1) * sb ** 2) / (na + nb - 2))
-    return float((x.mean() - y.mean()) / pooled)
+    d = float((x.mean() - y.mean()) / pooled)
+    # |d| > 10: the groups are separated by many of their own (tiny) SDs; A12 (0 or 1) and the
+    # shift say it, a d of 150 from a near-constant plateau would only mislead
+    return d if abs(d) <= MAX_D else math.nan
 
 
 def expected_max(values: Sequence[float], minimize: bool) -> list[float]:

@@ -346,3 +346,15 @@ def test_cohens_d_pools_by_degrees_of_freedom():
     assert stats.cohens_d(a, b) == pytest.approx((np.mean(a) - np.mean(b)) / pooled, rel=1e-12)
     assert stats.cohens_d(a, b) != pytest.approx((np.mean(a) - np.mean(b)) / math.sqrt((va + vb) / 2),
                                                  rel=1e-3)
+
+
+def test_cohens_d_omitted_when_sds_are_tiny_against_the_difference():
+    """The README's old d = 153: a plateau at 0.164 +- 0.0013 vs 0.002 +- 0.0008."""
+    plateau = [0.1630, 0.1645, 0.1628, 0.1651, 0.1639, 0.1640]
+    solved = [0.0012, 0.0031, 0.0018, 0.0025, 0.0009, 0.0024]
+    pooled = math.sqrt((np.var(plateau, ddof=1) + np.var(solved, ddof=1)) / 2)
+    assert abs((np.mean(plateau) - np.mean(solved)) / pooled) > 100       # what d would say
+    assert math.isnan(stats.cohens_d(plateau, solved))
+    near = [0.010, 0.014, 0.009, 0.012, 0.011, 0.013]                   # |d| about 5: shown
+    d = (np.mean(near) - np.mean(solved)) / math.sqrt((np.var(near, ddof=1) + np.var(solved, ddof=1)) / 2)
+    assert 1 < abs(d) < 10 and stats.cohens_d(near, solved) == pytest.approx(d)

@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    abl = _command(sub, "ablate", "run a cell and its registered ablations under one budget and "
+                                  "test each ablation against the full cell",
+                   "python -m bench ablate --cell momentum_lstm --task adding --only s_one,torch_init")
+    _experiment_args(abl, cells_required=False)
+    abl.add_argument("--cell", required=True, help="the full cell, e.g. momentum_lstm")
+    abl.add_argument("--only", help="comma list of its ablations (default: all registered)")
+    abl.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    abl.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     rep = _command(sub, "report", "rebuild the comparison table from the storage alone",
                    "python -m bench report --task adding --format latex --out table.tex")
     _experiment_args(rep, cells_required=False)
@@ -267,6 +276,28 @@ class Bar:
     def close(self) -> None:
         self.stop.set()
         self.bar.close()
+
+
+def cmd_ablate(args) -> int:
+    """``ablate``: ``run`` over the cell and its ablations, with the full cell as the reference;
+    the runs are stored like any other, so ``run`` and ``report`` reuse them."""
+    from bench.registry import cell_entry, list_ablations
+
+    if args.cells is not None or args.ablations or args.reference is not None:
+        raise UserError("ablate takes --cell and --only; valid: --cell NAME [--only A,B] "
+                        "(the cell is the reference)")
+    entry = cell_entry(args.cell)
+    if entry.is_ablation:
+        raise UserError(f"--cell {args.cell}: an ablation; valid: a base cell, e.g. {entry.base}")
+    registered = list_ablations(args.cell)
+    names = [f"{args.cell}/{a.strip()}" for a in args.only.split(",") if a.strip()] \
+        if args.only else registered
+    unknown = [n for n in names if n not in registered]
+    if unknown or not names:
+        raise UserError(f"--only {args.only!r}: {', '.join(unknown) or 'nothing selected'}; valid: "
+                        + (choices(a.split("/", 1)[1] for a in registered) or "(no ablations)"))
+    args.cells, args.reference = ",".join([args.cell, *names]), args.cell
+    return cmd_run(args)
 
 
 def cmd_run(args) -> int:
@@ -568,7 +599,7 @@ def _fake_data(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
+COMMANDS = {"run": cmd_run, "ablate": cmd_ablate, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
             "speed": cmd_speed, "data": cmd_data}
 
 

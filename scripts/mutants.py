@@ -25,11 +25,13 @@ TESTS = ["tests/test_stats.py", "tests/test_protocol.py",
          "tests/test_e2e.py::test_no_verdict_between_cells_that_never_beat_trivial",
          "tests/test_e2e.py::test_report_cells_is_the_family"]
 
-# (what the bug is, file, text, replacement)
+# (what the bug is, file, text, replacement); text and replacement may be tuples of several
 MUTANTS = [
     ("tuning objective is the test metric (and tuning reads test)", "bench/tune.py",
-     "[pruning] if pruning else [], device, read_test=final)",
-     "[pruning] if pruning else [], device, read_test=True)"),
+     ("read_test=final)", "study.tell(trial, res.test if final else res.val)"),
+     ("read_test=True)", "study.tell(trial, res.test)")),
+    ("tuning evaluates the test split (stored, unused)", "bench/tune.py",
+     "read_test=final)", "read_test=True)"),
     ("best-validation weights not reloaded before testing", "bench/train.py",
      "        model.load_state_dict(best.state)\n", ""),
     ("the worst epoch is kept instead of the best", "bench/train.py",
@@ -87,7 +89,7 @@ MUTANTS = [
 ]
 
 
-def run(i: int, what: str, path: str, old: str, new: str) -> bool | None:
+def run(i: int, what: str, path: str, old: str | tuple, new: str | tuple) -> bool | None:
     """True if caught, False if missed, None if the mutant does not apply (a stale pattern)."""
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
         for name in COPY:
@@ -95,9 +97,11 @@ def run(i: int, what: str, path: str, old: str, new: str) -> bool | None:
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, Path(tmp) / name)
         target = Path(tmp) / path
         text = target.read_text()
-        if text.count(old) != 1:
-            return None
-        target.write_text(text.replace(old, new))
+        for a, b in zip(*((old, new) if isinstance(old, tuple) else ((old,), (new,)))):
+            if text.count(a) != 1:
+                return None
+            text = text.replace(a, b)
+        target.write_text(text)
         env = {**os.environ, "PYTHONPATH": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
         p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                             *TESTS], cwd=tmp, env=env, capture_output=True, text=True)

@@ -180,3 +180,21 @@ def test_signal_during_training_stops_with_one_line_and_resumes(slow_run, tmp_pa
                             "where t.state = 'FAIL'").fetchall()
     assert marks == [('"interrupted"',)]
     assert table(bench(tmp_path, cmd=SLOW).stdout) == slow_run
+
+
+def test_ablate_tests_each_ablation_against_the_full_cell(first_run, tmp_path):
+    """`ablate` reuses the stored full cell and reports each ablation against it."""
+    cwd, _ = first_run
+    shutil.copytree(cwd / "runs", tmp_path / "runs")
+    before = n_trials(tmp_path)
+    out = bench(tmp_path, "ablate", "--cell", "momentum_lstm", "--task", "adding", "--budget",
+                "smoke", "--only", "s_one,no_momentum", "--no-progress").stdout
+    assert n_trials(tmp_path) == before + 2 * 8          # the full cell was reused, 2 ablations ran
+    rows = rows_of(table(out))
+    assert set(rows) == {"momentum_lstm", "momentum_lstm/s_one", "momentum_lstm/no_momentum",
+                         "trivial solution"}
+    assert rows["momentum_lstm"][-1] == "reference" and "vs momentum_lstm" in out
+    assert "Holm over the 2 comparison(s)" in out
+    bad = bench(tmp_path, "ablate", "--cell", "momentum_lstm", "--task", "adding", "--only", "nope",
+                check=False)
+    assert bad.returncode == 2 and "momentum_lstm/nope" in bad.stderr and "s_one" in bad.stderr

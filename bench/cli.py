@@ -131,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     abl.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    sens = _command(sub, "sensitivity", "a grid of fixed hyperparameters of one cell (learning "
+                                        "rate tuned per grid point): table and heatmap",
+                    "python -m bench sensitivity --cell momentum_lstm --task adding "
+                    "--grid mu=0,0.3,0.6,0.9 --grid s=0.1,0.3,0.6,1")
+    _experiment_args(sens, cells_required=False)
+    sens.add_argument("--cell", required=True, help="the cell whose hyperparameters are gridded")
+    sens.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2,...",
+                      help="one or two hyperparameters with their values")
+    sens.add_argument("--plots", metavar="DIR", help="heatmap folder (default runs/plots)")
+    sens.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    sens.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     rep = _command(sub, "report", "rebuild the comparison table from the storage alone",
                    "python -m bench report --task adding --format latex --out table.tex")
     _experiment_args(rep, cells_required=False)
@@ -209,7 +221,7 @@ def split_tasks(text: str) -> list[str]:
 def _experiment(args, task_text: str | None = None):
     """Check every input and build (experiment, specs) without touching the storage."""
     from bench.budget import load_budget
-    from bench.registry import cell_entry, parse_cells
+    from bench.registry import parse_cells, parse_spec
     from bench.task import parse_task
     from bench.tune import Experiment
 
@@ -221,7 +233,7 @@ def _experiment(args, task_text: str | None = None):
     name = task_text.partition(":")[0]
     task = parse_task(task_text, budget.tasks.get(name, {}))
     specs = parse_cells(args.cells, args.ablations) if args.cells is not None else None
-    cell_entry(args.reference or budget.declared()["reference"])   # an unknown one is bad input
+    parse_spec(args.reference or budget.declared()["reference"])   # an unknown one is bad input
     if args.alpha is not None and not 0 < args.alpha < 1:
         raise UserError(f"--alpha {args.alpha} is out of range; valid: (0, 1)")
     hidden, params = args.hidden, args.match_params
@@ -298,6 +310,86 @@ def cmd_ablate(args) -> int:
                         + (choices(a.split("/", 1)[1] for a in registered) or "(no ablations)"))
     args.cells, args.reference = ",".join([args.cell, *names]), args.cell
     return cmd_run(args)
+
+
+def parse_grid(cell: str, grids: list[str]) -> list[tuple[str, list[str]]]:
+    """``["mu=0,0.3", "s=0.5,1"]`` -> [("mu", ["0", "0.3"]), ("s", ["0.5", "1"])], checked."""
+    from bench.registry import cell_entry, parse_spec
+
+    entry = cell_entry(cell)
+    out: list[tuple[str, list[str]]] = []
+    for g in grids:
+        name, _, values = g.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if name not in entry.hparams or not vals:
+            raise UserError(f"--grid {g!r}: expected NAME=V1,V2 with NAME one of "
+                            f"{choices(entry.hparams)}")
+        if name in dict(out):
+            raise UserError(f"--grid {name} given twice; give each hyperparameter once")
+        for v in vals:
+            parse_spec(f"{cell}[{name}={v}]")       # each value is checked like a spec's
+        out.append((name, vals))
+    if len(out) > 2:
+        raise UserError(f"--grid: {len(out)} hyperparameters; valid: 1 or 2 (a table and a heatmap)")
+    return out
+
+
+def cmd_sensitivity(args) -> int:
+    """``sensitivity``: each grid point is the cell with those values fixed (``cell[k=v,...]``),
+    run and stored like any cell; then a table of the grid and a heatmap of the mean metric."""
+    import itertools
+
+    from bench import plots
+    from bench import report as rp
+    from bench.storage import open_storage
+
+    if args.cells is not None or args.ablations:
+        raise UserError("sensitivity takes --cell and --grid; valid: --cell NAME --grid K=V1,V2")
+    grid = parse_grid(args.cell, args.grid)
+    points = list(itertools.product(*(vals for _, vals in grid)))
+    specs = [f"{args.cell}[" + ",".join(f"{k}={v}" for (k, _), v in zip(grid, p)) + "]"
+             for p in points]
+    if args.plots:
+        _writable_dir(Path(args.plots), "--plots", create=True)
+    args.cells = ",".join(specs)
+    from bench.registry import parse_cells
+    names = [str(s) for s in parse_cells(args.cells)]      # canonical spec strings, in grid order
+    args.reference = names[0] if args.reference is None else args.reference
+    code = cmd_run(args)
+    exp, _ = _experiment(args)
+    rep = rp.build(open_storage(args.storage, create=False), exp, names, args.test, args.reference,
+                   args.alpha)
+    by = {r["cell"]: r for r in rep.rows}
+    rows_v = grid[0][1]
+    cols_v = grid[1][1] if len(grid) > 1 else [""]
+    cell_of = dict(zip(points, names))
+    values, labels = [], []
+    for rv in rows_v:
+        values.append([])
+        labels.append([])
+        for cv in cols_v:
+            r = by[cell_of[(rv, cv) if len(grid) > 1 else (rv,)]]
+            values[-1].append(r["mean"])
+            labels[-1].append(f"{rp.fmt(r['mean'])}\n{r['solved']}/{r['n']} solved\n"
+                              f"epochs {rp.fmt(r['epochs_to_solve'])}")
+    from tabulate import tabulate
+    head = [grid[0][0] + (" \\ " + grid[1][0] if len(grid) > 1 else "")] + \
+        [f"{grid[1][0]}={c}" if len(grid) > 1 else f"test {rep.metric}" for c in cols_v]
+    body = [[f"{grid[0][0]}={rv}"] + [t.replace("\n", "; ") for t in row]
+            for rv, row in zip(rows_v, labels)]
+    plots_dir = Path(args.plots) if args.plots else Path("runs") / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    stem = plots_dir / ("sensitivity-" + args.cell + "-" + "-".join(k for k, _ in grid))
+    paths = plots.heatmap(values, [f"{grid[0][0]}={v}" for v in rows_v],
+                          [f"{grid[1][0]}={v}" if len(grid) > 1 else "" for v in cols_v], labels,
+                          grid[0][0], grid[1][0] if len(grid) > 1 else "",
+                          f"{args.cell}: mean test {rep.metric} over {exp.budget.seeds} seeds "
+                          f"({exp.task.id.split(',')[0]}, budget {exp.budget.name})", stem)
+    print(f"\nSensitivity of {args.cell} (mean test {rep.metric}; solved k/n; median epochs to "
+          f"solve; learning rate tuned per grid point, {exp.budget.trials} trials each):\n")
+    print(tabulate(body, head, tablefmt="github"))
+    print("\nheatmap: " + ", ".join(map(str, paths)))
+    return code
 
 
 def cmd_run(args) -> int:
@@ -599,7 +691,7 @@ def _fake_data(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "ablate": cmd_ablate, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
+COMMANDS = {"run": cmd_run, "ablate": cmd_ablate, "sensitivity": cmd_sensitivity, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
             "speed": cmd_speed, "data": cmd_data}
 
 

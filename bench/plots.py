@@ -87,3 +87,26 @@ def cd_diagram(avg_ranks: dict[str, float], cd: float, path_stem: Path,
              for ext in (".png", ".svg")]
     fig.clear()
     return paths
+
+
+def heatmap(values: list[list[float]], rows: list[str], cols: list[str], labels: list[list[str]],
+            row_name: str, col_name: str, title: str, path_stem: Path) -> list[Path]:
+    """A grid of numbers as colours with a text label per square, saved as PNG and SVG (NaN grey)."""
+    import numpy as np
+    data = np.ma.masked_invalid(np.asarray(values, dtype=float))
+    fig = Figure(figsize=(1.6 + 1.5 * len(cols), 1.2 + 0.9 * len(rows)))
+    ax = fig.add_subplot()
+    im = ax.imshow(data, cmap="viridis_r", aspect="auto")
+    im.cmap.set_bad("lightgrey")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(col_name)
+    ax.set_ylabel(row_name)
+    ax.set_title(title, fontsize=9)
+    for i, row in enumerate(labels):
+        for j, text in enumerate(row):
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white"
+                    if data.mask is np.False_ or not data.mask[i, j] else "black")
+    fig.colorbar(im, ax=ax)
+    return [_save_atomic(fig, path_stem.with_name(path_stem.name + ext), ext[1:])
+            for ext in (".png", ".svg")]

@@ -198,3 +198,19 @@ def test_ablate_tests_each_ablation_against_the_full_cell(first_run, tmp_path):
     bad = bench(tmp_path, "ablate", "--cell", "momentum_lstm", "--task", "adding", "--only", "nope",
                 check=False)
     assert bad.returncode == 2 and "momentum_lstm/nope" in bad.stderr and "s_one" in bad.stderr
+
+
+def test_sensitivity_grid_table_heatmap_and_resume(tmp_path):
+    args = ["sensitivity", "--cell", "momentum_lstm", "--task", "adding", "--budget", "smoke",
+            "--grid", "mu=0,0.6", "--no-progress"]
+    out = bench(tmp_path, *args).stdout
+    grid = out[out.index("Sensitivity of momentum_lstm"):]
+    assert "| mu=0 " in grid and "| mu=0.6 " in grid and "/6 solved" in grid
+    png = tmp_path / "runs" / "plots" / "sensitivity-momentum_lstm-mu.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    before = n_trials(tmp_path)
+    again = bench(tmp_path, *args).stdout
+    assert n_trials(tmp_path) == before and again[again.index("Sensitivity"):] == grid
+    bad = bench(tmp_path, "sensitivity", "--cell", "momentum_lstm", "--task", "adding",
+                "--grid", "mu=1.5", check=False)
+    assert bad.returncode == 2 and "mu=1.5 is out of range" in bad.stderr

@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     sens.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     sens.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    diag = _command(sub, "diagnose", "gradient flow: ||dL/dh_t|| over time at chosen epochs of "
+                                     "training, beside the loss curve, per cell",
+                    "python -m bench diagnose --task adding --cells lstm,momentum_lstm")
+    _experiment_args(diag, cells_required=True)
+    diag.add_argument("--at", metavar="E1,E2", help="epochs to probe (0 = before training; "
+                                                    "default: every epoch)")
+    diag.add_argument("--plots", metavar="DIR", help="heatmap folder (default runs/plots)")
+
     rep = _command(sub, "report", "rebuild the comparison table from the storage alone",
                    "python -m bench report --task adding --format latex --out table.tex")
     _experiment_args(rep, cells_required=False)
@@ -390,6 +398,75 @@ def cmd_sensitivity(args) -> int:
     print(tabulate(body, head, tablefmt="github"))
     print("\nheatmap: " + ", ".join(map(str, paths)))
     return code
+
+
+def cmd_diagnose(args) -> int:
+    """``diagnose``: retrain each cell from its stored configuration and first final seed (the
+    registered defaults if none is stored) and probe ||dL/dh_t|| on a fixed validation batch."""
+    import json
+
+    import optuna
+    from tabulate import tabulate
+
+    from bench import plots, studies
+    from bench.diagnose import GradientFlow, GradientProbe
+    from bench.storage import open_storage
+    from bench.train import size_and_hparams, train_run
+    from bench.tune import default_config, suggest
+
+    exp, specs = _experiment(args)
+    b = exp.budget
+    try:
+        at = {int(e) for e in args.at.split(",")} if args.at else set(range(b.epochs + 1))
+    except ValueError:
+        raise UserError(f"--at {args.at!r}: not a comma list of epochs; valid: 0..{b.epochs}") from None
+    if not at or not all(0 <= e <= b.epochs for e in at):
+        raise UserError(f"--at {args.at!r}: valid: epochs from 0 to {b.epochs}")
+    data = exp.task.build()
+    data.setup("fit")
+    storage = open_storage(args.storage)
+    plots_dir = Path(args.plots) if args.plots else Path("runs") / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    batch = next(iter(data.batches(data.splits[1], 256, None)))[:2]
+    known = studies.summaries(storage)
+    rows = []
+    for spec in specs:
+        name = exp.study_name(spec, "seeds")
+        done = [t for t in studies.trials(storage, name) if t.state.name == "COMPLETE"] \
+            if name in known else []
+        params = dict(done[0].params) if done else default_config(spec, b)
+        opt, chosen = suggest(optuna.trial.FixedTrial(params), spec, b)
+        hidden, hp = size_and_hparams(spec, chosen, data.spec, b, exp.hidden, exp.params)
+        flow = GradientFlow(str(spec))
+        res = train_run(data, spec, hp, hidden, b, opt, b.seed_list()[0],
+                        [GradientProbe(batch, at, flow)], "cpu", read_test=False)
+        flow.val_curve = res.curve
+        diag = optuna.create_study(storage=storage, study_name=exp.study_name(spec, "diagnose"),
+                                   load_if_exists=True)
+        for k, v in {"cell": str(spec), "kind": "diagnose", "config": params, "epochs": flow.epochs,
+                     "norms": flow.norms, "ratios": flow.ratios(), "val_curve": flow.val_curve,
+                     "config_source": "stored seed run" if done else "registered defaults"}.items():
+            diag.set_user_attr(k, v)
+        stem = plots_dir / f"gradflow-{str(spec).replace('/', '_')}"
+        (stem.with_suffix(".json")).write_text(json.dumps(flow.__dict__ | {"ratios": flow.ratios()}))
+        import math
+        paths = plots.heatmap([[math.log10(max(v, 1e-30)) for v in n] for n in flow.norms],
+                              [f"epoch {e}" for e in flow.epochs],
+                              [str(t + 1) if (t + 1) % max(1, data.spec.seq_len // 8) == 0 else ""
+                               for t in range(len(flow.norms[0]))],
+                              [[""] * len(n) for n in flow.norms], "epoch", "time step t",
+                              f"{spec}: log10 ||dL/dh_t|| (val {data.spec.metric} per epoch: "
+                              + ", ".join(f"{v:.3g}" for v in res.curve) + ")", stem)
+        for e, n, r in zip(flow.epochs, flow.norms, flow.ratios()):
+            rows.append([str(spec), e, f"{n[0]:.3g}", f"{n[-1]:.3g}", f"{r:.3g}",
+                         f"{res.curve[e - 1]:.4g}" if e else "–"])
+        print(f"{spec}: {', '.join(map(str, paths))}", flush=True)
+    print("\n" + tabulate(rows, ["cell", "epoch", "||dL/dh_1||", "||dL/dh_T||", "ratio 1/T",
+                                  f"val {data.spec.metric}"], tablefmt="github"))
+    print("\nratio 1/T below 1: the gradient from the end fades on its way back to the start "
+          "(mean over a fixed validation batch of 256 sequences; total derivative through the "
+          "recurrence, by the step loop).")
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -691,7 +768,8 @@ def _fake_data(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "ablate": cmd_ablate, "sensitivity": cmd_sensitivity, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
+COMMANDS = {"run": cmd_run, "ablate": cmd_ablate, "sensitivity": cmd_sensitivity,
+            "diagnose": cmd_diagnose, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
             "speed": cmd_speed, "data": cmd_data}
 
 

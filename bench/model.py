@@ -56,6 +56,12 @@ class SeqModel(pl.LightningModule):
             return (per * m).sum(), m.sum() * (per[0, 0].numel() if per.dim() > 2 else 1)
         return per.sum(), torch.tensor(per.numel(), dtype=per.dtype, device=per.device)
 
+    def loss_of_hidden(self, hidden: Tensor, y: Tensor) -> Tensor:
+        """The mean loss from a (B, T, H) hidden sequence (no mask): for gradient probes."""
+        out = self.readout(hidden[:, -1] if self.spec.readout == "last" else hidden)
+        total, count = self.loss_terms(out, y, None)
+        return total / count
+
     def _split(self, batch):
         x, y, *rest = batch
         return x, y, (rest[0] if rest else None)

@@ -1,0 +1,72 @@
+"""Gradient flow through time: ||dL/dh_t|| for every step t, recorded at chosen epochs of training.
+
+The vanishing-gradient claim, measured: the gradient of the loss on a fixed validation batch with
+respect to each hidden state h_t, through the recurrence (the *total* derivative: h_t reaches the
+loss directly and through h_{t+1}, ...). Fast paths such as cuDNN give only the direct part for
+their output sequence, so the probe runs the cell's reference ``step()`` loop on the trained
+weights, keeping every h_t's gradient. One number per cell and epoch summarises it: the ratio
+||dL/dh_1|| / ||dL/dh_T|| (below 1: the signal from the end fades on its way to the start).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from bench.cell import Cell
+
+
+def hidden_grad_norms(cell: Cell, loss_of_hidden: Callable[[Tensor], Tensor], x: Tensor) -> list[float]:
+    """Mean over the batch of ||dL/dh_t||_2 for t = 1..T: the step loop keeps every h_t, and
+    autograd differentiates the loss with respect to each (through all later steps too);
+    ``loss_of_hidden`` maps the (B, T, H) hidden sequence to the scalar loss."""
+    state = cell.initial_state(x.shape[0])
+    hs = []
+    with torch.enable_grad():
+        for x_t in x.unbind(1):
+            h, state = cell.step(x_t, state)
+            hs.append(h)
+        grads = torch.autograd.grad(loss_of_hidden(torch.stack(hs, 1)), hs, allow_unused=True)
+    return [float(g.norm(dim=-1).mean()) if g is not None else 0.0 for g in grads]
+
+
+@dataclass
+class GradientFlow:
+    """What ``diagnose`` records for one cell: norms[epoch] = ||dL/dh_t|| for t = 1..T."""
+
+    cell: str
+    epochs: list[int] = field(default_factory=list)
+    norms: list[list[float]] = field(default_factory=list)
+    val_curve: list[float] = field(default_factory=list)
+
+    def ratios(self) -> list[float]:
+        """||dL/dh_1|| / ||dL/dh_T|| per recorded epoch."""
+        return [n[0] / n[-1] if n and n[-1] > 0 else math.nan for n in self.norms]
+
+
+class GradientProbe(pl.Callback):
+    """Records ``hidden_grad_norms`` on a fixed batch after the chosen epochs (0: before training)."""
+
+    def __init__(self, batch: tuple[Tensor, Tensor], at: set[int], flow: GradientFlow):
+        self.batch, self.at, self.flow = batch, at, flow
+
+    def record(self, module: pl.LightningModule, epoch: int) -> None:
+        was_training = module.training
+        module.eval()
+        x, y = (t.to(module.device) for t in self.batch)
+        norms = hidden_grad_norms(module.cell, lambda hs: module.loss_of_hidden(hs, y), x)
+        module.train(was_training)
+        self.flow.epochs.append(epoch)
+        self.flow.norms.append(norms)
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if 0 in self.at:
+            self.record(module, 0)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 in self.at:
+            self.record(module, trainer.current_epoch + 1)

@@ -378,8 +378,8 @@ def cmd_sensitivity(args) -> int:
         for cv in cols_v:
             r = by[cell_of[(rv, cv) if len(grid) > 1 else (rv,)]]
             values[-1].append(r["mean"])
-            labels[-1].append(f"{rp.fmt(r['mean'])}\n{r['solved']}/{r['n']} solved\n"
-                              f"epochs {rp.fmt(r['epochs_to_solve'])}")
+            labels[-1].append(f"{rp.fmt_number(r['mean'])}\n{r['solved']}/{r['n']} solved\n"
+                              f"epochs {rp.fmt_number(r['epochs_to_solve'])}")
     from tabulate import tabulate
     head = [grid[0][0] + (" \\ " + grid[1][0] if len(grid) > 1 else "")] + \
         [f"{grid[1][0]}={c}" if len(grid) > 1 else f"test {rep.metric}" for c in cols_v]

@@ -212,7 +212,7 @@ def _first(col: pd.Series):
     return int(col.iloc[0]) if len(col) else None
 
 
-def fmt(x: float) -> str:
+def fmt_number(x: float) -> str:
     """A number for a table cell: 4 significant digits, – for NaN, never for +inf."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -229,15 +229,15 @@ def _display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
             "p (Holm)", "A12", "shift [95% CI]", "d", f"vs {rep.reference}"]
     body = []
     for r in rep.rows:
-        mean = f"{fmt(r['mean'])} ± {fmt(r['std'])}"
-        ci = f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+        mean = f"{fmt_number(r['mean'])} ± {fmt_number(r['std'])}"
+        ci = f"[{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
         n = f"{r['n']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
         solved = f"{r['solved']}/{r['n']} [{r['solved_low']:.2f}, {r['solved_high']:.2f}]"
         shift = "–" if r["verdict"] == "reference" else \
-            f"{fmt(r['shift'])} [{fmt(r['shift_low'])}, {fmt(r['shift_high'])}]"
-        body.append([r["cell"], str(r["params"]), mean, ci, n, solved, fmt(r["epochs_to_solve"]),
-                     fmt(r["p_holm"]), fmt(r["a12"]), shift, fmt(r["cohens_d"]), _verdict(r)])
-    body.append(["trivial solution", "", fmt(rep.trivial), "", "", "", "", "", "", "", "", ""])
+            f"{fmt_number(r['shift'])} [{fmt_number(r['shift_low'])}, {fmt_number(r['shift_high'])}]"
+        body.append([r["cell"], str(r["params"]), mean, ci, n, solved, fmt_number(r["epochs_to_solve"]),
+                     fmt_number(r["p_holm"]), fmt_number(r["a12"]), shift, fmt_number(r["cohens_d"]), _verdict(r)])
+    body.append(["trivial solution", "", fmt_number(rep.trivial), "", "", "", "", "", "", "", "", ""])
     return head, body
 
 
@@ -329,14 +329,14 @@ def render_across(rep: AcrossReport, fmt: str) -> str:
         return json.dumps(asdict(rep), indent=2, default=str)
     r = rep.result
     head = ["cell", *rep.tasks, "average rank"]
-    body = [[c, *(fmt(rep.scores[t][c]) for t in rep.tasks), f"{r.avg_ranks[c]:.2f}"]
+    body = [[c, *(fmt_number(rep.scores[t][c]) for t in rep.tasks), f"{r.avg_ranks[c]:.2f}"]
             for c in sorted(r.cells, key=r.avg_ranks.get)]
     if fmt == "csv":
         return pd.DataFrame(body, columns=head).to_csv(index=False)
-    notes = [f"Friedman chi2 = {fmt(r.statistic)}, p = {fmt(r.p)} over {r.n_tasks} tasks and "
+    notes = [f"Friedman chi2 = {fmt_number(r.statistic)}, p = {fmt_number(r.p)} over {r.n_tasks} tasks and "
              f"{len(r.cells)} cells" + (f" ({r.reason})" if r.reason else ""),
              f"Nemenyi post-hoc (all pairs after Friedman, Demšar 2006): critical difference "
-             f"{fmt(r.cd)} in average rank at alpha {r.alpha}; different: "
+             f"{fmt_number(r.cd)} in average rank at alpha {r.alpha}; different: "
              + (", ".join(f"{a} vs {b}" for a, b in r.significant_pairs) or "none"),
              r.detectability,
              "Scores: each cell's median test value over its seeds on that task (diverged seeds "

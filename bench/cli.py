@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {run,report,list,dashboard,speed,data}``.
+"""Command line: ``python -m bench {run,ablate,sensitivity,diagnose,report,list,dashboard,speed,data}``.
 
 The CLI is the edge: every UserError becomes one line on stderr and exit code 2, and all input is
 checked before the storage is touched, so bad input writes nothing. It is also where the cell and
@@ -112,16 +112,8 @@ def _data_args(p: argparse.ArgumentParser, fake: bool) -> None:
                        help=f"test images (default {FAKE_SIZES[1]})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    run = _command(sub, "run", "tune every cell under one budget, retrain on seeds, test, report",
-                   "python -m bench run --task adding --cells lstm,momentum_lstm --budget smoke")
-    _experiment_args(run, cells_required=True)
-    run.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-
+def _analysis_commands(sub) -> None:
+    """ablate, sensitivity and diagnose: runs organised around one question about a cell."""
     abl = _command(sub, "ablate", "run a cell and its registered ablations under one budget and "
                                   "test each ablation against the full cell",
                    "python -m bench ablate --cell momentum_lstm --task adding --only s_one,torch_init")
@@ -151,6 +143,34 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "default: every epoch)")
     diag.add_argument("--plots", metavar="DIR", help="heatmap folder (default runs/plots)")
 
+
+def _speed_command(sub) -> None:
+    """speed kernel|epoch, and the old spelling without a mode for one release."""
+    speed = _command(sub, "speed", "time cells: `speed kernel` (forward+backward per batch vs "
+                                   "nn.LSTM) or `speed epoch` (one training epoch of a task per cell)",
+                     "python -m bench speed kernel --cells lstm,momentum_lstm --seq 200")
+    _speed_args(speed, None)       # the old spelling, without a mode, for one release
+    modes = speed.add_subparsers(dest="mode", parser_class=_Parser)
+    _speed_args(_command(modes, "kernel", "forward+backward ms per batch of every cell vs nn.LSTM",
+                         "python -m bench speed kernel --cells all --batch 64 --seq 784"), False)
+    _speed_args(_command(modes, "epoch", "one training epoch of a task per cell, measured or "
+                                         "projected from N batches",
+                         "python -m bench speed epoch --task pmnist --data-dir /tmp/fake_mnist "
+                         "--batches 20"), True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = _command(sub, "run", "tune every cell under one budget, retrain on seeds, test, report",
+                   "python -m bench run --task adding --cells lstm,momentum_lstm --budget smoke")
+    _experiment_args(run, cells_required=True)
+    run.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    _analysis_commands(sub)
+
     rep = _command(sub, "report", "rebuild the comparison table from the storage alone",
                    "python -m bench report --task adding --format latex --out table.tex")
     _experiment_args(rep, cells_required=False)
@@ -171,17 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--storage", default=_default_storage())
     dash.add_argument("--port", type=_positive, default=8080)
 
-    speed = _command(sub, "speed", "time cells: `speed kernel` (forward+backward per batch vs "
-                                   "nn.LSTM) or `speed epoch` (one training epoch of a task per cell)",
-                     "python -m bench speed kernel --cells lstm,momentum_lstm --seq 200")
-    _speed_args(speed, None)       # the old spelling, without a mode, for one release
-    modes = speed.add_subparsers(dest="mode", parser_class=_Parser)
-    _speed_args(_command(modes, "kernel", "forward+backward ms per batch of every cell vs nn.LSTM",
-                         "python -m bench speed kernel --cells all --batch 64 --seq 784"), False)
-    _speed_args(_command(modes, "epoch", "one training epoch of a task per cell, measured or "
-                                         "projected from N batches",
-                         "python -m bench speed epoch --task pmnist --data-dir /tmp/fake_mnist "
-                         "--batches 20"), True)
+    _speed_command(sub)
 
     data = _command(sub, "data", "check a data set, or write synthetic MNIST files for timing",
                     "python -m bench data check --task timit --data-dir /data/TIMIT")
@@ -347,8 +357,11 @@ def cmd_sensitivity(args) -> int:
     run and stored like any cell; then a table of the grid and a heatmap of the mean metric."""
     import itertools
 
+    from tabulate import tabulate
+
     from bench import plots
     from bench import report as rp
+    from bench.registry import parse_cells
     from bench.storage import open_storage
 
     if args.cells is not None or args.ablations:
@@ -360,39 +373,22 @@ def cmd_sensitivity(args) -> int:
     if args.plots:
         _writable_dir(Path(args.plots), "--plots", create=True)
     args.cells = ",".join(specs)
-    from bench.registry import parse_cells
     names = [str(s) for s in parse_cells(args.cells)]      # canonical spec strings, in grid order
     args.reference = names[0] if args.reference is None else args.reference
     code = cmd_run(args)
     exp, _ = _experiment(args)
     rep = rp.build(open_storage(args.storage, create=False), exp, names, args.test, args.reference,
                    args.alpha)
-    by = {r["cell"]: r for r in rep.rows}
-    rows_v = grid[0][1]
-    cols_v = grid[1][1] if len(grid) > 1 else [""]
-    cell_of = dict(zip(points, names))
-    values, labels = [], []
-    for rv in rows_v:
-        values.append([])
-        labels.append([])
-        for cv in cols_v:
-            r = by[cell_of[(rv, cv) if len(grid) > 1 else (rv,)]]
-            values[-1].append(r["mean"])
-            labels[-1].append(f"{rp.fmt_number(r['mean'])}\n{r['solved']}/{r['n']} solved\n"
-                              f"epochs {rp.fmt_number(r['epochs_to_solve'])}")
-    from tabulate import tabulate
-    head = [grid[0][0] + (" \\ " + grid[1][0] if len(grid) > 1 else "")] + \
-        [f"{grid[1][0]}={c}" if len(grid) > 1 else f"test {rep.metric}" for c in cols_v]
-    body = [[f"{grid[0][0]}={rv}"] + [t.replace("\n", "; ") for t in row]
-            for rv, row in zip(rows_v, labels)]
+    values, labels, head, body = rp.grid_table(rep, grid, dict(zip(points, names)))
     plots_dir = Path(args.plots) if args.plots else Path("runs") / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    stem = plots_dir / ("sensitivity-" + args.cell + "-" + "-".join(k for k, _ in grid))
-    paths = plots.heatmap(values, [f"{grid[0][0]}={v}" for v in rows_v],
-                          [f"{grid[1][0]}={v}" if len(grid) > 1 else "" for v in cols_v], labels,
-                          grid[0][0], grid[1][0] if len(grid) > 1 else "",
+    (rname, rvals), *rest = grid
+    cname, cvals = rest[0] if rest else ("", [""])
+    paths = plots.heatmap(values, [f"{rname}={v}" for v in rvals],
+                          [f"{cname}={v}" if rest else "" for v in cvals], labels, rname, cname,
                           f"{args.cell}: mean test {rep.metric} over {exp.budget.seeds} seeds "
-                          f"({exp.task.id.split(',')[0]}, budget {exp.budget.name})", stem)
+                          f"({exp.task.id.split(',')[0]}, budget {exp.budget.name})",
+                          plots_dir / ("sensitivity-" + args.cell + "-" + "-".join(k for k, _ in grid)))
     print(f"\nSensitivity of {args.cell} (mean test {rep.metric}; solved k/n; median epochs to "
           f"solve; learning rate tuned per grid point, {exp.budget.trials} trials each):\n")
     print(tabulate(body, head, tablefmt="github"))
@@ -405,64 +401,40 @@ def cmd_diagnose(args) -> int:
     registered defaults if none is stored) and probe ||dL/dh_t|| on a fixed validation batch."""
     import json
 
-    import optuna
     from tabulate import tabulate
 
-    from bench import plots, studies
-    from bench.diagnose import GradientFlow, GradientProbe
+    from bench import plots
+    from bench.diagnose import diagnose_cell
     from bench.storage import open_storage
-    from bench.train import size_and_hparams, train_run
-    from bench.tune import default_config, suggest
 
     exp, specs = _experiment(args)
-    b = exp.budget
+    epochs = exp.budget.epochs
     try:
-        at = {int(e) for e in args.at.split(",")} if args.at else set(range(b.epochs + 1))
+        at = {int(e) for e in args.at.split(",")} if args.at else set(range(epochs + 1))
     except ValueError:
-        raise UserError(f"--at {args.at!r}: not a comma list of epochs; valid: 0..{b.epochs}") from None
-    if not at or not all(0 <= e <= b.epochs for e in at):
-        raise UserError(f"--at {args.at!r}: valid: epochs from 0 to {b.epochs}")
+        raise UserError(f"--at {args.at!r}: not a comma list of epochs; valid: 0..{epochs}") from None
+    if not at or not all(0 <= e <= epochs for e in at):
+        raise UserError(f"--at {args.at!r}: valid: epochs from 0 to {epochs}")
     data = exp.task.build()
     data.setup("fit")
     storage = open_storage(args.storage)
     plots_dir = Path(args.plots) if args.plots else Path("runs") / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     batch = next(iter(data.batches(data.splits[1], 256, None)))[:2]
-    known = studies.summaries(storage)
-    rows = []
+    metric, rows = data.spec.metric, []
     for spec in specs:
-        name = exp.study_name(spec, "seeds")
-        done = [t for t in studies.trials(storage, name) if t.state.name == "COMPLETE"] \
-            if name in known else []
-        params = dict(done[0].params) if done else default_config(spec, b)
-        opt, chosen = suggest(optuna.trial.FixedTrial(params), spec, b)
-        hidden, hp = size_and_hparams(spec, chosen, data.spec, b, exp.hidden, exp.params)
-        flow = GradientFlow(str(spec))
-        res = train_run(data, spec, hp, hidden, b, opt, b.seed_list()[0],
-                        [GradientProbe(batch, at, flow)], "cpu", read_test=False)
-        flow.val_curve = res.curve
-        diag = optuna.create_study(storage=storage, study_name=exp.study_name(spec, "diagnose"),
-                                   load_if_exists=True)
-        for k, v in {"cell": str(spec), "kind": "diagnose", "config": params, "epochs": flow.epochs,
-                     "norms": flow.norms, "ratios": flow.ratios(), "val_curve": flow.val_curve,
-                     "config_source": "stored seed run" if done else "registered defaults"}.items():
-            diag.set_user_attr(k, v)
+        flow = diagnose_cell(storage, exp, spec, data, batch, at)
         stem = plots_dir / f"gradflow-{str(spec).replace('/', '_')}"
-        (stem.with_suffix(".json")).write_text(json.dumps(flow.__dict__ | {"ratios": flow.ratios()}))
-        import math
-        paths = plots.heatmap([[math.log10(max(v, 1e-30)) for v in n] for n in flow.norms],
-                              [f"epoch {e}" for e in flow.epochs],
-                              [str(t + 1) if (t + 1) % max(1, data.spec.seq_len // 8) == 0 else ""
-                               for t in range(len(flow.norms[0]))],
-                              [[""] * len(n) for n in flow.norms], "epoch", "time step t",
-                              f"{spec}: log10 ||dL/dh_t|| (val {data.spec.metric} per epoch: "
-                              + ", ".join(f"{v:.3g}" for v in res.curve) + ")", stem)
-        for e, n, r in zip(flow.epochs, flow.norms, flow.ratios()):
-            rows.append([str(spec), e, f"{n[0]:.3g}", f"{n[-1]:.3g}", f"{r:.3g}",
-                         f"{res.curve[e - 1]:.4g}" if e else "–"])
+        stem.with_suffix(".json").write_text(json.dumps(flow.__dict__ | {"ratios": flow.ratios()}))
+        paths = plots.gradient_flow(flow.norms, flow.epochs, f"{spec}: log10 ||dL/dh_t|| (val "
+                                    f"{metric} per epoch: "
+                                    + ", ".join(f"{v:.3g}" for v in flow.val_curve) + ")", stem)
+        rows += [[str(spec), e, f"{n[0]:.3g}", f"{n[-1]:.3g}", f"{r:.3g}",
+                  f"{flow.val_curve[e - 1]:.4g}" if e else "–"]
+                 for e, n, r in zip(flow.epochs, flow.norms, flow.ratios())]
         print(f"{spec}: {', '.join(map(str, paths))}", flush=True)
     print("\n" + tabulate(rows, ["cell", "epoch", "||dL/dh_1||", "||dL/dh_T||", "ratio 1/T",
-                                  f"val {data.spec.metric}"], tablefmt="github"))
+                                  f"val {metric}"], tablefmt="github"))
     print("\nratio 1/T below 1: the gradient from the end fades on its way back to the start "
           "(mean over a fixed validation batch of 256 sequences; total derivative through the "
           "recurrence, by the step loop).")

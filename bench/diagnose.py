@@ -70,3 +70,33 @@ class GradientProbe(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.current_epoch + 1 in self.at:
             self.record(module, trainer.current_epoch + 1)
+
+
+def diagnose_cell(storage, exp, spec, data, batch: tuple[Tensor, Tensor], at: set[int]
+                  ) -> GradientFlow:
+    """Retrain ``spec`` from its stored configuration and first final seed (the registered
+    defaults when none is stored), probing at the epochs ``at``; store the flow as a study."""
+    import optuna
+
+    from bench import studies
+    from bench.train import size_and_hparams, train_run
+    from bench.tune import default_config, suggest
+
+    b = exp.budget
+    name = exp.study_name(spec, "seeds")
+    done = [t for t in studies.trials(storage, name) if t.state.name == "COMPLETE"] \
+        if name in studies.summaries(storage) else []
+    params = dict(done[0].params) if done else default_config(spec, b)
+    opt, chosen = suggest(optuna.trial.FixedTrial(params), spec, b)
+    hidden, hp = size_and_hparams(spec, chosen, data.spec, b, exp.hidden, exp.params)
+    flow = GradientFlow(str(spec))
+    res = train_run(data, spec, hp, hidden, b, opt, b.seed_list()[0],
+                    [GradientProbe(batch, at, flow)], "cpu", read_test=False)
+    flow.val_curve = res.curve
+    study = optuna.create_study(storage=storage, study_name=exp.study_name(spec, "diagnose"),
+                                load_if_exists=True)
+    for k, v in {"cell": str(spec), "kind": "diagnose", "config": params, "epochs": flow.epochs,
+                 "norms": flow.norms, "ratios": flow.ratios(), "val_curve": flow.val_curve,
+                 "config_source": "stored seed run" if done else "registered defaults"}.items():
+        study.set_user_attr(k, v)
+    return flow

@@ -110,3 +110,14 @@ def heatmap(values: list[list[float]], rows: list[str], cols: list[str], labels:
     fig.colorbar(im, ax=ax)
     return [_save_atomic(fig, path_stem.with_name(path_stem.name + ext), ext[1:])
             for ext in (".png", ".svg")]
+
+
+def gradient_flow(norms: list[list[float]], epochs: list[int], title: str, path_stem: Path
+                  ) -> list[Path]:
+    """log10 ||dL/dh_t|| as a time x epoch heatmap (rows: recorded epochs)."""
+    import math
+    T = len(norms[0])
+    ticks = [str(t + 1) if (t + 1) % max(1, T // 8) == 0 else "" for t in range(T)]
+    return heatmap([[math.log10(max(v, 1e-30)) for v in n] for n in norms],
+                   [f"epoch {e}" for e in epochs], ticks, [[""] * T for _ in norms],
+                   "epoch", "time step t", title, path_stem)

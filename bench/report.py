@@ -353,3 +353,24 @@ def _latex_plain(head: list[str], body: list[list[str]], notes: list[str]) -> st
                       + "}", r"\toprule", " & ".join(_esc(h) for h in head) + r" \\", r"\midrule",
                       *rows, r"\bottomrule", r"\end{tabular}",
                       r"\caption{" + _esc(" ".join(notes)) + "}", r"\end{table}"]) + "\n"
+
+
+# ---- a grid of fixed hyperparameters --------------------------------------------------------
+
+def grid_table(rep: Report, grid: list[tuple[str, list[str]]], cell_of: dict[tuple, str]
+               ) -> tuple[list[list[float]], list[list[str]], list[str], list[list[str]]]:
+    """One or two gridded hyperparameters as (mean values, square labels, table head, table body):
+    rows are the first hyperparameter's values, columns the second's."""
+    by = {r["cell"]: r for r in rep.rows}
+    (rname, rvals), *rest = grid
+    cname, cvals = rest[0] if rest else ("", [""])
+    values, labels = [], []
+    for rv in rvals:
+        row = [by[cell_of[(rv, cv) if rest else (rv,)]] for cv in cvals]
+        values.append([r["mean"] for r in row])
+        labels.append([f"{fmt_number(r['mean'])}\n{r['solved']}/{r['n']} solved\nepochs "
+                       f"{fmt_number(r['epochs_to_solve'])}" for r in row])
+    head = [rname + (f" \\ {cname}" if rest else "")] + \
+        [f"{cname}={c}" if rest else f"test {rep.metric}" for c in cvals]
+    body = [[f"{rname}={rv}"] + [t.replace("\n", "; ") for t in row] for rv, row in zip(rvals, labels)]
+    return values, labels, head, body

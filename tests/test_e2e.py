@@ -214,3 +214,22 @@ def test_sensitivity_grid_table_heatmap_and_resume(tmp_path):
     bad = bench(tmp_path, "sensitivity", "--cell", "momentum_lstm", "--task", "adding",
                 "--grid", "mu=1.5", check=False)
     assert bad.returncode == 2 and "mu=1.5 is out of range" in bad.stderr
+
+
+def test_progress_bar_names_the_unit_epoch_and_eta(tmp_path):
+    p = bench(tmp_path, cmd=[c for c in CMD if c != "--no-progress"])
+    err = p.stderr.replace("\r", "\n")
+    assert "no stored run times for these cells yet" in p.stdout
+    assert "lstm trial 1/2 epoch 1/2; ETA after the first runs" in err
+    assert "momentum_lstm seed 6/6 epoch 2/2; ETA" in err and "[00:" in err
+    again = bench(tmp_path, cmd=CMD[:7] + ["lstm,momentum_lstm,gru"] + CMD[8:])
+    assert "(16 already stored; expected " in again.stdout    # from the stored run times
+
+
+def test_eta_uses_the_median_of_each_cell_and_kind():
+    from bench.progress import Eta
+    eta = Eta({("a", "tune"): [10.0, 30.0, 20.0]}, [("a", "tune"), ("a", "seeds"), ("b", "tune")])
+    assert eta.seconds_left() == 20 + 20 + 20                   # a/seeds and b/tune borrow medians
+    eta.done("a", "seeds", 50.0)
+    assert eta.seconds_left() == 20 + 20
+    assert Eta({}, [("a", "tune")]).seconds_left() is None

@@ -67,6 +67,21 @@ class Cell(nn.Module):
         """Trainable degrees of freedom (a cell with constrained parameters overrides this)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def flops_per_step(self) -> int:
+        """FLOPs of one ``step()`` at batch 1, counted by ``torch.utils.flop_counter`` (matrix
+        products only: elementwise work is not counted), less what ``step()`` recomputes that the
+        fast path does once per sequence (``per_sequence_flops``)."""
+        from torch.utils.flop_counter import FlopCounterMode
+        p = next(self.parameters())
+        x = torch.zeros(1, self.input_size, dtype=p.dtype, device=p.device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.step(x, self.initial_state(1))
+        return int(counter.get_total_flops()) - self.per_sequence_flops()
+
+    def per_sequence_flops(self) -> int:
+        """FLOPs ``step()`` spends on functions of the weights alone (none by default)."""
+        return 0
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters that want their own optimizer settings, by group name (e.g. 'orthogonal')."""
         return {}

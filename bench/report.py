@@ -37,7 +37,7 @@ class Report:
 
 
 RUN_COLUMNS = ["cell", "seed", "state", "test", "val", "best_epoch", "curve", "test_curve",
-               "hidden", "params", "wall_s", "fail_reason"]
+               "hidden", "params", "flops_per_step", "wall_s", "fail_reason"]
 
 
 def seed_runs(storage, exp: Experiment, cells: list[str] | None = None,
@@ -62,7 +62,8 @@ def seed_runs(storage, exp: Experiment, cells: list[str] | None = None,
                          "test": u.get("test", math.nan), "val": u.get("val", math.nan),
                          "best_epoch": u.get("best_epoch"), "curve": u.get("curve", []),
                          "test_curve": u.get("test_curve", []), "hidden": u.get("hidden"),
-                         "params": u.get("params"), "wall_s": u.get("wall_s", math.nan),
+                         "params": u.get("params"), "flops_per_step": u.get("flops_per_step"),
+                         "wall_s": u.get("wall_s", math.nan),
                          "fail_reason": u.get("fail_reason", "")})
     return pd.DataFrame(rows, columns=RUN_COLUMNS), attrs
 
@@ -78,15 +79,25 @@ def anytime_test(run: pd.Series, epochs: int, minimize: bool) -> float:
     return float(test[best])
 
 
+def first_solve(curve: list[float], threshold: float, minimize: bool) -> float:
+    """The first epoch (1-based) whose validation value beats the threshold (inf: never)."""
+    hit = [i + 1 for i, v in enumerate(curve or []) if math.isfinite(v)
+           and (v < threshold if minimize else v > threshold)]
+    return float(hit[0]) if hit else math.inf
+
+
 def epochs_to_solve(curves: list[list[float]], threshold: float, minimize: bool) -> float:
-    """Median over seeds of the first epoch (1-based) whose validation value beats the threshold
-    (a seed that never does counts as never: inf)."""
-    firsts = []
-    for curve in curves:
-        hit = [i + 1 for i, v in enumerate(curve or []) if math.isfinite(v)
-               and (v < threshold if minimize else v > threshold)]
-        firsts.append(hit[0] if hit else math.inf)
+    """Median over seeds of ``first_solve`` (a seed that never solves counts as never: inf)."""
+    firsts = [first_solve(c, threshold, minimize) for c in curves]
     return float(np.median(firsts)) if firsts else math.nan
+
+
+def seconds_to_solve(r: pd.DataFrame, threshold: float, minimize: bool) -> float:
+    """Median over seeds of the wall time to the first solving epoch (the run's seconds per
+    epoch times that epoch; inf for a seed that never solves)."""
+    times = [row.wall_s * first_solve(row.curve, threshold, minimize) / max(1, len(row.curve or []))
+             if row.state == "COMPLETE" else math.inf for row in r.itertuples()]
+    return float(np.median(times)) if times else math.nan
 
 
 def _groups(runs: pd.DataFrame, cells: list[str], value) -> dict[str, list[float]]:
@@ -148,7 +159,8 @@ def _row(cell: str, r: pd.DataFrame, values: list[float], comp, half, threshold:
         "mean": s.mean, "std": s.std, "median": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high,
         "n": s.n, "diverged": s.n_diverged, "solved": k, "solved_low": lo, "solved_high": hi,
         "epochs_to_solve": epochs_to_solve(r.sort_values("seed").curve.tolist(), threshold, minimize),
-        "run_s": float(r.wall_s.median()),
+        "seconds_to_solve": seconds_to_solve(r, threshold, minimize),
+        "flops_per_step": _first(r.flops_per_step), "run_s": float(r.wall_s.median()),
         "p_raw": comp.p_raw if comp else math.nan, "p_welch": comp.p_welch if comp else math.nan,
         "p_mwu": comp.p_mwu if comp else math.nan, "p_holm": comp.p_adj if comp else math.nan,
         "a12": comp.a12 if comp else math.nan, "shift": comp.hl if comp else math.nan,
@@ -202,7 +214,9 @@ def _notes(rep: Report, exp: Experiment, comps: dict, half: int, test: str, refe
         f"on this test split: {rep.trivial:.4g} (nominal: {rep.trivial_note}). A seed solves "
         f"when its test {rep.metric} {'<' if minimize else '>'} {rep.threshold:.4g} (beats the "
         f"trivial score by {rep.margin:.0%} of {'it' if minimize else 'the gap to 1'}); solved k/n with a 95% Wilson interval; "
-        f"epochs to solve: median first epoch whose validation value beats that.")
+        f"epochs to solve: median first epoch whose validation value beats that; s to solve: median "
+        f"wall time to that epoch. kFLOP/step: one step() of the cell at batch 1 (matrix products, "
+        f"torch.utils.flop_counter; work the fast path does once per sequence left out).")
     rep.footer.append(f"Task {exp.task.id}; budget {b.name} (fingerprint {b.fingerprint}); "
                       f"{exp.size}.")
 
@@ -225,8 +239,9 @@ def _verdict(r: dict) -> str:
 
 
 def _display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
-    head = ["cell", "params", f"test {rep.metric}", "95% CI", "n", "solved", "epochs to solve",
-            "p (Holm)", "A12", "shift [95% CI]", "d", f"vs {rep.reference}"]
+    head = ["cell", "params", "kFLOP/step", f"test {rep.metric}", "95% CI", "n", "solved",
+            "epochs to solve", "s to solve", "p (Holm)", "A12", "shift [95% CI]", "d",
+            f"vs {rep.reference}"]
     body = []
     for r in rep.rows:
         mean = f"{fmt_number(r['mean'])} ± {fmt_number(r['std'])}"
@@ -235,9 +250,12 @@ def _display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
         solved = f"{r['solved']}/{r['n']} [{r['solved_low']:.2f}, {r['solved_high']:.2f}]"
         shift = "–" if r["verdict"] == "reference" else \
             f"{fmt_number(r['shift'])} [{fmt_number(r['shift_low'])}, {fmt_number(r['shift_high'])}]"
-        body.append([r["cell"], str(r["params"]), mean, ci, n, solved, fmt_number(r["epochs_to_solve"]),
-                     fmt_number(r["p_holm"]), fmt_number(r["a12"]), shift, fmt_number(r["cohens_d"]), _verdict(r)])
-    body.append(["trivial solution", "", fmt_number(rep.trivial), "", "", "", "", "", "", "", "", ""])
+        flops = fmt_number(r["flops_per_step"] / 1000) if r["flops_per_step"] else "–"
+        body.append([r["cell"], str(r["params"]), flops, mean, ci, n, solved,
+                     fmt_number(r["epochs_to_solve"]), fmt_number(r["seconds_to_solve"]),
+                     fmt_number(r["p_holm"]), fmt_number(r["a12"]), shift, fmt_number(r["cohens_d"]),
+                     _verdict(r)])
+    body.append(["trivial solution", "", "", fmt_number(rep.trivial)] + [""] * (len(head) - 4))
     return head, body
 
 

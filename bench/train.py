@@ -26,6 +26,7 @@ class RunResult:
     best_epoch: int
     epochs: int
     params: int                     # degrees of freedom of cell + readout
+    flops_per_step: int             # of the cell (Cell.flops_per_step)
     curve: list[float] = field(default_factory=list)   # validation metric per epoch
     test_curve: list[float] = field(default_factory=list)   # test metric per epoch (final runs)
     wall_s: float = 0.0
@@ -113,5 +114,6 @@ def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget
         model.load_state_dict(best.state)
         test = float(trainer.test(model, datamodule=data, verbose=False)[0]["test_metric"])
     return RunResult(val=best.best, test=test, best_epoch=best.epoch, epochs=trainer.current_epoch,
-                     params=model_parameters(cell, data.spec), curve=best.curve,
+                     params=model_parameters(cell, data.spec),
+                     flops_per_step=cell.flops_per_step(), curve=best.curve,
                      test_curve=best.test_curve, wall_s=time.perf_counter() - start)

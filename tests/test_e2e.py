@@ -51,11 +51,11 @@ def test_run_prints_table_with_both_cells_and_n_seeds(first_run):
     rows = rows_of(t)
     assert {"lstm", "momentum_lstm", "trivial solution"} <= set(rows)
     for cell in ("lstm", "momentum_lstm"):
-        assert rows[cell][4] == "6"           # n = the preset's seeds
+        assert rows[cell][5] == "6"           # n = the preset's seeds
     # the trivial score is "always predict 1" on this run's own 64-example test split, not 1/6
     from bench.task import parse_task
     y = parse_task("adding:T=20,n_train=128,n_val=64,n_test=64").build().split("test")[1]
-    assert rows["trivial solution"][2] == f"{float(((y - 1) ** 2).mean()):.4g}" != "0.1667"
+    assert rows["trivial solution"][3] == f"{float(((y - 1) ** 2).mean()):.4g}" != "0.1667"
     assert "Holm over the 1 comparison(s)" in t and "alpha = 0.05" in t
     assert "budget smoke is NOT FOR CONCLUSIONS" in t
     assert "2 cells x (2 trials + 6 seeds) = 16 runs" in p.stdout
@@ -65,7 +65,7 @@ def test_no_verdict_between_cells_that_never_beat_trivial(first_run):
     """Two epochs of smoke: no cell solves, so no better/worse is printed whatever the p-value."""
     rows = rows_of(table(first_run[1].stdout))
     for cell in ("lstm", "momentum_lstm"):
-        assert rows[cell][5].startswith("0/6")          # the precondition: nobody solves
+        assert rows[cell][6].startswith("0/6")          # the precondition: nobody solves
     assert rows["momentum_lstm"][-1] == "neither beats trivial"
     assert not any(r[-1].startswith(("better", "worse")) for r in rows.values())
 

@@ -186,3 +186,13 @@ def test_a_changed_preset_under_a_stored_name_is_refused(tmp_path):
     with pytest.raises(UserError) as e:
         check_budget(storage, changed)
     assert SMOKE.fingerprint in str(e.value) and changed.fingerprint in str(e.value)
+
+
+def test_flops_per_step_match_the_equations():
+    """Matrix products of one step at batch 1: LSTM 2 x 4n(I + n); dtriv's step rebuilds B, which
+    its fast path builds once per sequence, so only 2n(I + n) counts."""
+    n, i = 16, 2
+    assert create_cell("lstm", i, n).flops_per_step() == 2 * 4 * n * (i + n)
+    assert create_cell("momentum_lstm", i, n).flops_per_step() == 2 * 4 * n * (i + n)
+    assert create_cell("dtriv", i, n).flops_per_step() == 2 * n * (i + n)
+    assert create_cell("gru", i, n).flops_per_step() == 2 * 3 * n * (i + n)

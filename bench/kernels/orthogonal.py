@@ -109,6 +109,13 @@ class OrthogonalCell(Cell):
     def B(self) -> Tensor:
         return self.orthogonal()
 
+    def per_sequence_flops(self) -> int:
+        """step() rebuilds B = base exp(A) every call; forward() builds it once per sequence."""
+        from torch.utils.flop_counter import FlopCounterMode
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.orthogonal()
+        return int(counter.get_total_flops())
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         # expRNN trains A with its own (smaller) learning rate lr_orth
         return {"orthogonal": [self.orthogonal.A]}

@@ -10,9 +10,11 @@ the same history, and trained from seed k, so a resumed job equals an uninterrup
 from __future__ import annotations
 
 import functools
+import math
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,11 @@ def _study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskData,
                      "solve_margin": data.spec.solve_margin, "budget_json": budget_json(exp.budget),
                      "budget_fingerprint": exp.budget.fingerprint, **provenance()}.items():
             study.set_user_attr(k, v)
+    if study.metric_names is None:        # what optuna-dashboard labels the objective with
+        with warnings.catch_warnings():   # Optuna marks set_metric_names experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([f"val {data.spec.metric} (best epoch)" if kind == "tune"
+                                    else f"test {data.spec.metric} (one seed)"])
     _fail_stale(study, single_process)
     return study
 
@@ -167,6 +174,10 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spe
     for k, v in res.as_attrs().items():
         if v is not None:
             trial.set_user_attr(k, v)
+    if final:    # the learning curve as intermediate values (tuning reported them to the pruner)
+        for epoch, value in enumerate(res.curve):
+            if math.isfinite(value):
+                trial.report(value, epoch)
     if pruning and pruning.pruned:
         study.tell(trial, state=TrialState.PRUNED)
     else:

@@ -83,6 +83,11 @@ def test_final_seeds_are_not_the_tuning_seeds(tmp_path):
     # every final run trained the best tuning trial's configuration
     best = tune.best_trial
     assert all(t.params == best.params for t in seeds.trials)
+    # what optuna-dashboard shows: named metrics, and each seed's validation curve per epoch
+    assert tune.metric_names == ["val mse (best epoch)"]
+    assert seeds.metric_names == ["test mse (one seed)"]
+    for t in seeds.trials:
+        assert t.intermediate_values == dict(enumerate(t.user_attrs["curve"]))
 
 
 def test_no_completed_trial_means_registered_defaults(tmp_path):

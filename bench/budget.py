@@ -45,6 +45,9 @@ class Budget:
     stats: dict[str, Any] = field(default_factory=dict)
     #: false for presets too small to conclude anything from (smoke): the table says so
     conclusive: bool = True
+    #: "published": the table also shows the test value a paper's selection would report (the
+    #: best test epoch), beside the honest one, so the optimism is measured
+    protocol: str = "honest"
     source: str = ""
 
     def declared(self) -> dict[str, Any]:
@@ -144,6 +147,8 @@ def _check_stats(b: Budget) -> None:
         raise UserError(f"budget preset {b.name}: stats.test={d['test']!r}; valid: {choices(TESTS)}")
     if isinstance(d["alpha"], bool) or not isinstance(d["alpha"], (int, float)) or not 0 < d["alpha"] < 1:
         raise UserError(f"budget preset {b.name}: stats.alpha={d['alpha']!r}; valid: (0, 1)")
+    if b.protocol not in ("honest", "published"):
+        raise UserError(f"budget preset {b.name}: protocol={b.protocol!r}; valid: honest, published")
     if not isinstance(b.conclusive, bool):
         raise UserError(f"budget preset {b.name}: conclusive={b.conclusive!r}; valid: true, false")
 

@@ -201,3 +201,17 @@ def test_flops_per_step_match_the_equations():
     assert create_cell("momentum_lstm", i, n).flops_per_step() == 2 * 4 * n * (i + n)
     assert create_cell("dtriv", i, n).flops_per_step() == 2 * n * (i + n)
     assert create_cell("gru", i, n).flops_per_step() == 2 * 3 * n * (i + n)
+
+
+def test_published_protocol_shows_the_best_test_epoch_beside_the_honest_value(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    exp = experiment(dataclasses.replace(SMOKE, epochs=3, seeds=6, protocol="published"))
+    runs = [([0.05, 0.04, 0.045], [0.05, 0.035 + i / 1000, 0.03], 0.035 + i / 1000) for i in range(6)]
+    _store_seed_runs(storage, exp, "lstm", runs)
+    rep = rp.build(storage, exp, ["lstm"])
+    row = rep.rows[0]
+    assert row["mean"] == pytest.approx(0.0375)                  # test at the best validation epoch
+    assert row["best_test_any_epoch"] == pytest.approx(0.03)     # the best test epoch: optimistic
+    assert "Published selection" in rp.render(rep, "md") and "lstm 0.03 vs 0.0375" in rp.render(rep, "md")
+    assert "Published selection" not in rp.render(rp.build(storage, experiment(
+        dataclasses.replace(SMOKE, epochs=3, seeds=6)), ["lstm"]), "md")

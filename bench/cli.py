@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = _command(sub, "report", "rebuild the comparison table from the storage alone",
                    "python -m bench report --task adding --format latex --out table.tex")
     _experiment_args(rep, cells_required=False)
-    rep.add_argument("--format", choices=["md", "latex", "csv", "json"], default="md")
+    rep.add_argument("--format", choices=["md", "latex", "csv", "json", "html"], default="md",
+                     help="html: one self-contained page with the table and plots")
     rep.add_argument("--out", help="write the table to this file instead of stdout")
     rep.add_argument("--across", metavar="TASKS",
                      help="compare the cells across tasks (each with options, as --task), e.g. "
@@ -507,6 +508,8 @@ def cmd_report(args) -> int:
     if args.out:                  # refuse an unwritable --out before any work
         _writable_dir(Path(args.out).absolute().parent, "--out", create=False)
     if args.across:
+        if args.format == "html":
+            raise UserError("--format html: one task at a time; valid with --across: md, latex, csv, json")
         if args.task:
             raise UserError("--task and --across: give one; valid: --task TASK or --across TASKS")
         exps = [_experiment(args, t)[0] for t in split_tasks(args.across)]
@@ -525,6 +528,9 @@ def cmd_report(args) -> int:
     storage = open_storage(args.storage, create=False)
     rep = rp.build(storage, exp, [str(s) for s in specs] if specs else None, args.test,
                    args.reference, args.alpha)
+    if args.format == "html":
+        from bench.html_report import render_html
+        return _emit(render_html(rep), args.out)
     return _emit(rp.render(rep, args.format), args.out)
 
 
@@ -567,6 +573,9 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp's 0600 is not what a report wants
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

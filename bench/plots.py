@@ -121,3 +121,102 @@ def gradient_flow(norms: list[list[float]], epochs: list[int], title: str, path_
     return heatmap([[math.log10(max(v, 1e-30)) for v in n] for n in norms],
                    [f"epoch {e}" for e in epochs], ticks, [[""] * T for _ in norms],
                    "epoch", "time step t", title, path_stem)
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes (for pages that embed their images)."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.1, dpi=110)
+    return buf.getvalue()
+
+
+def _log_if_positive(ax, values: list[float]) -> None:
+    import math
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 50:
+        ax.set_yscale("log")
+
+
+def seed_points(seeds: dict[str, list[dict]], trivial: float, reference: str, metric: str) -> Figure:
+    """Every seed's test value per cell as points over a box, with the trivial score and the
+    reference cell's median as lines (diverged seeds drawn as x at the top)."""
+    import math
+    import statistics
+    cells = list(seeds)
+    fig = Figure(figsize=(1.2 + 0.9 * len(cells), 3.6))
+    ax = fig.add_subplot()
+    finite = [[s["test"] for s in seeds[c] if math.isfinite(s["test"])] for c in cells]
+    ax.boxplot([f or [math.nan] for f in finite], positions=range(len(cells)), widths=0.5,
+               showfliers=False)
+    for i, vals in enumerate(finite):
+        ax.scatter([i + 0.12 * ((k % 5) - 2) / 2 for k in range(len(vals))], vals, s=12, zorder=3)
+    everything = [v for f in finite for v in f] + [trivial]
+    top = max(everything) if everything else 1.0
+    for i, c in enumerate(cells):
+        n_bad = sum(not math.isfinite(s["test"]) for s in seeds[c])
+        if n_bad:
+            ax.scatter([i] * n_bad, [top] * n_bad, marker="x", color="red", zorder=4)
+    ax.axhline(trivial, color="grey", linestyle="--", label=f"trivial {trivial:.3g}")
+    if reference in seeds and finite[cells.index(reference)]:
+        ax.axhline(statistics.median(finite[cells.index(reference)]), color="tab:blue",
+                   linestyle=":", label=f"{reference} median")
+    _log_if_positive(ax, everything)
+    ax.set_xticks(range(len(cells)), cells, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"test {metric}")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def val_curves(seeds: dict[str, list[dict]], threshold: float, solve_epochs: dict[str, float],
+               metric: str) -> Figure:
+    """Mean validation curve per cell with a min-max band over seeds, the solve threshold, and a
+    mark at each cell's median epoch to solve."""
+    import math
+
+    import numpy as np
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.add_subplot()
+    allv = []
+    for c, runs in seeds.items():
+        curves = [r["curve"] for r in runs if r["curve"]]
+        if not curves:
+            continue
+        T = min(map(len, curves))
+        a = np.array([cv[:T] for cv in curves], dtype=float)
+        x = np.arange(1, T + 1)
+        mean = np.nanmean(a, 0)
+        line, = ax.plot(x, mean, label=c)
+        ax.fill_between(x, np.nanmin(a, 0), np.nanmax(a, 0), alpha=0.15, color=line.get_color())
+        e = solve_epochs.get(c, math.nan)
+        if math.isfinite(e) and e <= T:
+            ax.plot([e], [mean[int(e) - 1]], marker="v", color=line.get_color(), markersize=8)
+        allv += [v for v in a.ravel() if math.isfinite(v)]
+    ax.axhline(threshold, color="grey", linestyle="--", label=f"solve threshold {threshold:.3g}")
+    _log_if_positive(ax, allv + [threshold])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {metric}")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def test_vs_cost(rows: list[dict], metric: str) -> Figure:
+    """Mean test value against parameters, median run time and FLOPs per step, one point per cell."""
+    import math
+    panels = [("params", "parameters"), ("run_s", "median seconds per run"),
+              ("flops_per_step", "FLOPs per step")]
+    fig = Figure(figsize=(10, 3.2))
+    for k, (key, label) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, k + 1)
+        pts = [(r[key], r["mean"], r["cell"]) for r in rows
+               if r.get(key) and math.isfinite(r["mean"])]
+        for x, y, c in pts:
+            ax.scatter([x], [y], s=15)
+            ax.annotate(c, (x, y), fontsize=6)
+        _log_if_positive(ax, [p[1] for p in pts])
+        ax.set_xlabel(label)
+        if k == 0:
+            ax.set_ylabel(f"test {metric} (mean)")
+        if not pts:
+            ax.text(0.5, 0.5, "not stored", ha="center", transform=ax.transAxes)
+    return fig

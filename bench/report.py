@@ -34,6 +34,10 @@ class Report:
     rows: list[dict] = field(default_factory=list)
     footer: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: per cell, one dict per seed run (test, curve, params, wall_s, seed): what the plots draw
+    seeds: dict[str, list[dict]] = field(default_factory=dict)
+    #: budget, seeds, versions, commit and the command that reproduces the table
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
 RUN_COLUMNS = ["cell", "seed", "state", "test", "val", "best_epoch", "curve", "test_curve",
@@ -143,7 +147,18 @@ def build(storage, exp: Experiment, cells: list[str] | None = None, test: str | 
     for c in order:
         rep.rows.append(_row(c, runs[runs.cell == c], groups[c], comps.get(c), half_comps.get(c),
                              threshold, minimize, attrs[c], tune_runs[tune_runs.cell == c]))
+        rep.seeds[c] = [{"seed": r.seed, "test": v, "curve": list(r.curve or []),
+                         "params": r.params, "wall_s": r.wall_s}
+                        for r, v in zip(runs[runs.cell == c].sort_values("seed").itertuples(), groups[c])]
     _notes(rep, exp, comps, half, test, reference, alpha, declared, minimize)
+    rep.provenance = {
+        "budget": f"{exp.budget.name} (fingerprint {exp.budget.fingerprint}): {exp.budget.trials} "
+                  f"trials, {exp.budget.seeds} seeds, {exp.budget.epochs} epochs",
+        **{k: str(any_attrs.get(k, "unknown")) for k in ("git_commit", "python", "torch",
+                                                           "pytorch_lightning", "optuna")},
+        "command": f"python -m bench run --task '{exp.task.id}' --cells '{','.join(order)}' "
+                   f"--budget {exp.budget.name} --{exp.size.replace('=', ' ').replace('params', 'match-params')}"
+                   f" --reference '{reference}' --test {test} --alpha {alpha}"}
     return rep
 
 

@@ -233,3 +233,22 @@ def test_eta_uses_the_median_of_each_cell_and_kind():
     eta.done("a", "seeds", 50.0)
     assert eta.seconds_left() == 20 + 20
     assert Eta({}, [("a", "tune")]).seconds_left() is None
+
+
+def test_html_report_is_one_self_contained_page(first_run, tmp_path):
+    import base64
+    import re
+    cwd, _ = first_run
+    out = tmp_path / "r.html"
+    bench(cwd, "report", "--task", "adding", "--budget", "smoke", "--format", "html", "--out", str(out))
+    page = out.read_text()
+    images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 3
+    for alt, data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" and alt
+    assert not re.search(r'(src|href)="(https?:)?//', page)         # nothing fetched from elsewhere
+    assert re.search(r"<td>momentum_lstm\s*</td>", page) and "neither beats trivial" in page
+    assert "python -m bench run --task &#x27;adding:T=20" in page and "git_commit" in page
+    bad = bench(cwd, "report", "--task", "adding", "--budget", "smoke", "--format", "html",
+                "--out", str(tmp_path / "missing" / "r.html"), check=False)
+    assert bad.returncode == 2 and not (tmp_path / "missing").exists()

@@ -482,6 +482,7 @@ def cmd_run(args) -> int:
         bar.close()
     print(f"done in {time.perf_counter() - start:.0f} s\n")
     rep = rp.build(storage, exp, [str(s) for s in specs], args.test, args.reference, args.alpha)
+    rp.save_notes(storage, exp, rep)          # the table, visible in optuna-dashboard
     print(rp.render(rep, "md"))
     return 0
 

@@ -423,3 +423,19 @@ def grid_table(rep: Report, grid: list[tuple[str, list[str]]], cell_of: dict[tup
         [f"{cname}={c}" if rest else f"test {rep.metric}" for c in cvals]
     body = [[f"{rname}={rv}"] + [t.replace("\n", "; ") for t in row] for rv, row in zip(rvals, labels)]
     return values, labels, head, body
+
+
+SEEDS_NOTE = ("**This study holds the final runs: one trial per seed, its value the test metric "
+              "at the best-validation epoch. Its \"Best Trial\" is the luckiest seed, not the "
+              "result; the result is the table below (written by `bench run`/`report`).**\n\n")
+
+
+def save_notes(storage, exp: Experiment, rep: Report) -> int:
+    """The comparison table as an optuna-dashboard note on every shown cell's seeds study, so the
+    dashboard shows the result beside the runs; returns how many notes were written."""
+    import optuna_dashboard
+    text = SEEDS_NOTE + render(rep, "md")
+    for cell in rep.seeds:
+        study = optuna.load_study(study_name=exp.study_name(cell, "seeds"), storage=storage)
+        optuna_dashboard.save_note(study, text)
+    return len(rep.seeds)

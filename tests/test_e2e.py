@@ -252,3 +252,18 @@ def test_html_report_is_one_self_contained_page(first_run, tmp_path):
     bad = bench(cwd, "report", "--task", "adding", "--budget", "smoke", "--format", "html",
                 "--out", str(tmp_path / "missing" / "r.html"), check=False)
     assert bad.returncode == 2 and not (tmp_path / "missing").exists()
+
+
+def test_the_table_is_a_dashboard_note_on_every_seeds_study(first_run):
+    import optuna
+    import optuna_dashboard
+    cwd, p = first_run
+    url = f"sqlite:///{cwd / DB}"
+    names = [n for n in optuna.get_all_study_names(url) if n.endswith("| seeds")]
+    assert len(names) == 2
+    for name in names:
+        note = optuna_dashboard.get_note(optuna.load_study(study_name=name, storage=url))
+        assert "luckiest seed, not the result" in note
+        assert table(p.stdout).split("\n- ")[0].strip() in note
+    tune = optuna.load_study(study_name=names[0].replace("| seeds", "| tune"), storage=url)
+    assert tune.metric_names == ["val mse (best epoch)"]

@@ -245,8 +245,8 @@ def _notes(rep: Report, exp: Experiment, comps: dict, half: int, test: str, refe
         f"on this test split: {rep.trivial:.4g} (nominal: {rep.trivial_note}). A seed solves "
         f"when its test {rep.metric} {'<' if minimize else '>'} {rep.threshold:.4g} (beats the "
         f"trivial score by {rep.margin:.0%} of {'it' if minimize else 'the gap to 1'}); solved k/n with a 95% Wilson interval; "
-        f"epochs to solve: median first epoch whose validation value beats that; s to solve: median "
-        f"wall time to that epoch. kFLOP/step: one step() of the cell at batch 1 (matrix products, "
+        f"epochs to solve: median first epoch whose validation value beats that (the wall time to it, "
+        f"seconds_to_solve, is in --format json/csv). kFLOP/step: one step() of the cell at batch 1 (matrix products, "
         f"torch.utils.flop_counter; work the fast path does once per sequence left out).")
     rep.footer.append(f"Task {exp.task.id}; budget {b.name} (fingerprint {b.fingerprint}); "
                       f"{exp.size}.")
@@ -270,9 +270,10 @@ def _verdict(r: dict) -> str:
 
 
 def _display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
+    # every column is a function of the stored results alone (no wall times): a resumed or
+    # repeated run prints the same table byte for byte; times are in the JSON and CSV
     head = ["cell", "params", "kFLOP/step", f"test {rep.metric}", "95% CI", "n", "solved",
-            "epochs to solve", "s to solve", "p (Holm)", "A12", "shift [95% CI]", "d",
-            f"vs {rep.reference}"]
+            "epochs to solve", "p (Holm)", "A12", "shift [95% CI]", "d", f"vs {rep.reference}"]
     body = []
     for r in rep.rows:
         mean = f"{fmt_number(r['mean'])} ± {fmt_number(r['std'])}"
@@ -283,8 +284,7 @@ def _display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
             f"{fmt_number(r['shift'])} [{fmt_number(r['shift_low'])}, {fmt_number(r['shift_high'])}]"
         flops = fmt_number(r["flops_per_step"] / 1000) if r["flops_per_step"] else "–"
         body.append([r["cell"], str(r["params"]), flops, mean, ci, n, solved,
-                     fmt_number(r["epochs_to_solve"]), fmt_number(r["seconds_to_solve"]),
-                     fmt_number(r["p_holm"]), fmt_number(r["a12"]), shift, fmt_number(r["cohens_d"]),
+                     fmt_number(r["epochs_to_solve"]), fmt_number(r["p_holm"]), fmt_number(r["a12"]), shift, fmt_number(r["cohens_d"]),
                      _verdict(r)])
     body.append(["trivial solution", "", "", fmt_number(rep.trivial)] + [""] * (len(head) - 4))
     return head, body

@@ -142,13 +142,26 @@ def suggest(trial: optuna.Trial, spec: CellSpec, budget: Budget) -> tuple[dict, 
 
 
 def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
-                  data: TaskData, opt: dict, chosen: dict, seed: int, device: str,
-                  final: bool, progress: Progress) -> None:
-    """Size, train, and record one run: COMPLETE with its metrics, PRUNED, or FAIL with a reason.
+                  data: TaskData, seed: int, device: str, final: bool, progress: Progress) -> None:
+    """Sample, size, train and record one asked trial: COMPLETE with its metrics, PRUNED, or FAIL
+    with a reason. Ctrl-C, a signal or a crash anywhere after ``ask`` marks it interrupted (the
+    next run reruns it), so no trial is left RUNNING by a live process."""
+    try:
+        _train_and_tell(study, trial, exp, spec, data, seed, device, final, progress)
+    except BaseException:
+        try:
+            trial.set_user_attr("fail_reason", "interrupted")
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass                # it had been told already: nothing left to mark
+        raise
 
-    A tuning trial (``final`` False) reports to the pruner and its value is the validation
-    metric; a final seed run never prunes, reads the test split, and its value is the test metric.
-    """
+
+def _train_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
+                    data: TaskData, seed: int, device: str, final: bool, progress: Progress) -> None:
+    """A tuning trial (``final`` False) reports to the pruner and its value is the validation
+    metric; a final seed run never prunes, reads the test split, and its value is the test metric."""
+    opt, chosen = suggest(trial, spec, exp.budget)
     hidden, hp = size_and_hparams(spec, chosen, data.spec, exp.budget, exp.hidden, exp.params)
     attrs = {"spec": str(spec), "hparams": hp, "optimizer": opt, "seed": seed, "hidden": hidden,
              "budget": exp.budget.name, "budget_fingerprint": exp.budget.fingerprint, **provenance()}
@@ -166,11 +179,6 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spe
         trial.set_user_attr("fail_reason", f"diverged: {e}")
         study.tell(trial, state=TrialState.FAIL)
         return
-    except BaseException:
-        # Ctrl-C or a crash: leave a clear mark; the next run reruns this trial.
-        trial.set_user_attr("fail_reason", "interrupted")
-        study.tell(trial, state=TrialState.FAIL)
-        raise
     for k, v in res.as_attrs().items():
         if v is not None:
             trial.set_user_attr(k, v)
@@ -195,12 +203,10 @@ def tune_one(study: optuna.Study, exp: Experiment, spec: CellSpec, data: TaskDat
     study.sampler = optuna.samplers.TPESampler(seed=b.sampler_seed * 100_003 + done,
                                                n_startup_trials=b.startup_trials)
     study.pruner = b.make_pruner()
-    trial = study.ask()
-    opt, chosen = suggest(trial, spec, b)
     progress.begin(f"{spec} trial {done + 1}/{b.trials}", b.epochs)
     start = time.perf_counter()
-    _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=done, device=device,
-                  final=False, progress=progress)
+    _run_and_tell(study, study.ask(), exp, spec, data, seed=done, device=device, final=False,
+                  progress=progress)
     progress.end(str(spec), "tune", time.perf_counter() - start)
     return True
 
@@ -261,13 +267,11 @@ def train_seeds(storage, exp: Experiment, spec: CellSpec, data: TaskData, params
         if seed in finished:
             continue
         study.enqueue_trial(params, skip_if_exists=False)
-        trial = study.ask()
-        opt, chosen = suggest(trial, spec, exp.budget)
         progress.begin(f"{spec} seed {seed - exp.budget.seed_list()[0] + 1}/{exp.budget.seeds}",
                        exp.budget.epochs)
         start = time.perf_counter()
-        _run_and_tell(study, trial, exp, spec, data, opt, chosen, seed=seed, device=device,
-                      final=True, progress=progress)
+        _run_and_tell(study, study.ask(), exp, spec, data, seed=seed, device=device, final=True,
+                      progress=progress)
         progress.end(str(spec), "seeds", time.perf_counter() - start)
     return study
 

@@ -78,10 +78,7 @@ def _runner() -> tuple[list[str], int | None, int | None]:
     """Command prefix and uid/gid to run the server as: ``postgres`` when we are root."""
     if os.geteuid() != 0:
         return [], None, None
-    try:
-        pw = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no `postgres` system user to run the server")
+    pw = pwd.getpwnam("postgres")          # present wherever `unavailable()` is None
     runuser = shutil.which("runuser")
     prefix = [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-s", "/bin/sh",
                                                                 "-c"]
@@ -95,11 +92,25 @@ def _run(prefix: list[str], argv: list[str], **kw) -> subprocess.CompletedProces
     return subprocess.run(prefix + argv, capture_output=True, text=True, **kw)
 
 
+def unavailable() -> str | None:
+    """Why no throwaway server can start here (None: it can)."""
+    if find_bin_dir() is None:
+        return SKIP_REASON
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no `postgres` system user to run the server"
+    return None
+
+
+#: mark for tests that need the server: skipped, with the reason, only where it cannot start
+needs_postgres = pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     bin_dir = find_bin_dir()
-    if bin_dir is None:
-        pytest.skip(SKIP_REASON)
     start = time.perf_counter()
     prefix, uid, gid = _runner()
     root = Path(tempfile.mkdtemp(prefix="bench-pg-"))     # /tmp: reachable by `postgres`

@@ -105,10 +105,9 @@ def test_more_bad_input_writes_nothing(args, fragment, tmp_path, tmp_path_factor
     assert {p: digest(p) for p in files.rglob("*")} == before   # nor to the files it was given
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                    reason="this machine has CUDA: nothing to refuse")
 def test_device_cuda_without_a_gpu(tmp_path, monkeypatch, capsys):
-    import torch
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA: nothing to refuse")
     monkeypatch.chdir(tmp_path)
     assert main(RUN + ["--device", "cuda"]) == 2
     assert "no CUDA device here; valid: cpu, auto" in capsys.readouterr().err

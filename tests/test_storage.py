@@ -18,7 +18,7 @@ import sqlalchemy
 
 from bench.errors import UserError
 from bench.storage import DEFAULT_URL, check_url, is_single_process, mask_url, open_storage
-from tests.pg import free_port, postgres_server  # noqa: F401 - the fixture
+from tests.pg import free_port, needs_postgres, postgres_server  # noqa: F401 - the fixture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 RUN_FIRST = "run `python -m bench run` first"
@@ -212,6 +212,7 @@ def test_non_optuna_journal_is_refused_unchanged(tmp_path, content):
 
 # -------------------------------------------------------------------------------- PostgreSQL
 
+@needs_postgres
 def test_postgres_round_trip(postgres_server):
     pg = postgres_server
     db = pg.create_database()
@@ -226,6 +227,7 @@ def test_postgres_round_trip(postgres_server):
     assert values(open_storage(url, create=False), "s") == [4.0, 5.0]
 
 
+@needs_postgres
 def test_postgres_create_false_on_empty_database_creates_nothing(postgres_server):
     pg = postgres_server
     db = pg.create_database("empty")
@@ -239,6 +241,7 @@ def test_postgres_create_false_on_empty_database_creates_nothing(postgres_server
         engine.dispose()
 
 
+@needs_postgres
 @pytest.mark.parametrize("bad", ["host", "password", "database", "port"])
 def test_postgres_bad_values_fail_without_the_password(postgres_server, bad):
     pg = postgres_server
@@ -256,6 +259,7 @@ def test_postgres_bad_values_fail_without_the_password(postgres_server, bad):
     assert expected in msg, msg
 
 
+@needs_postgres
 def test_postgres_psycopg2_url(postgres_server):
     pg = postgres_server
     url = pg.url(pg.create_database("pg2"), scheme="postgresql+psycopg2")

@@ -242,7 +242,7 @@ def _experiment(args, task_text: str | None = None):
     from bench.budget import load_budget
     from bench.registry import parse_cells, parse_spec
     from bench.task import parse_task
-    from bench.tune import Experiment
+    from bench.experiment import Experiment
 
     budget = load_budget(args.budget)
     if (task_text or args.task) is None:

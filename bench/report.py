@@ -13,7 +13,8 @@ from tabulate import tabulate
 
 from bench import across, plots, stats, studies
 from bench.errors import UserError
-from bench.tune import Experiment, counted
+from bench.experiment import Experiment
+from bench.tune import counted
 
 FORMATS = ("md", "latex", "csv", "json")
 TrialState = optuna.trial.TrialState

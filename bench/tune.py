@@ -9,14 +9,9 @@ the same history, and trained from seed k, so a resumed job equals an uninterrup
 """
 from __future__ import annotations
 
-import functools
 import math
-import platform
-import subprocess
 import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -24,52 +19,15 @@ import pytorch_lightning as pl
 
 from bench import studies
 from bench.budget import Budget, budget_json
+from bench.experiment import Experiment, provenance
 from bench.errors import UserError
 from bench.model import Diverged
 from bench.progress import EpochTicker, Progress
 from bench.registry import CellSpec
-from bench.task import TaskConfig, TaskData
+from bench.task import TaskData
 from bench.train import size_and_hparams, train_run
 
 TrialState = optuna.trial.TrialState
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """What makes results comparable: task (with options), budget preset and model size."""
-
-    task: TaskConfig
-    budget: Budget
-    hidden: int | None = None
-    params: int | None = None
-
-    @property
-    def size(self) -> str:
-        return f"hidden={self.hidden}" if self.hidden is not None else f"params={self.params}"
-
-    def study_name(self, spec: CellSpec | str, kind: str) -> str:
-        return f"{self.task.id} | {spec} | {self.budget.name} | {self.size} | {kind}"
-
-    def prefix(self) -> tuple[str, str]:
-        """Study names of this experiment start and end with these."""
-        return f"{self.task.id} | ", f" | {self.budget.name} | {self.size} | seeds"
-
-
-@functools.cache
-def provenance() -> dict[str, str]:
-    """Package versions and the git commit of this checkout, stored with every run."""
-    import torch
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
-            "pytorch_lightning": pl.__version__, "optuna": optuna.__version__}
 
 
 def counted(t: optuna.trial.FrozenTrial) -> bool:

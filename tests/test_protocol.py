@@ -16,7 +16,8 @@ from bench.storage import open_storage
 from bench.task import TaskConfig, parse_task
 from bench.train import train_run
 from bench.progress import Silent as Quiet
-from bench.tune import Experiment, best_config, default_config, run_experiment, tune_cell
+from bench.experiment import Experiment
+from bench.tune import best_config, default_config, run_experiment, tune_cell
 from tasks.synthetic import Adding
 
 TASK = "adding:T=10,n_train=64,n_val=32,n_test=32"

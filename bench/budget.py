@@ -35,6 +35,9 @@ class Budget:
     hidden: int | None = None             # or a pinned hidden size
     sampler_seed: int = 0
     startup_trials: int = 4               # TPE's random start
+    #: tuning trials per round: trial k sees only the trials of earlier rounds, so any number of
+    #: workers gives the same trials (bench.work); 1 = each cell tunes sequentially
+    parallel: int = 1
     grad_clip: float | None = None
     optimizer: dict[str, Any] = field(default_factory=dict)   # see bench.optim
     pruner: dict[str, Any] = field(default_factory=dict)
@@ -124,7 +127,7 @@ def load_budget(name: str) -> Budget:
         name = f"{name}@{fingerprint(source)[:8]}"
     b = Budget(name=name, source=source,
                **{k: v for k, v in raw.items() if k in known})
-    for key in ("trials", "seeds", "epochs", "batch_size"):
+    for key in ("trials", "seeds", "epochs", "batch_size", "parallel"):
         v = getattr(b, key)
         if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 100_000:
             raise UserError(f"budget preset {b.name}: {key}={v!r}; valid: an integer in [1, 100000]")

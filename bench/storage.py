@@ -11,7 +11,6 @@ import json
 import re
 import sqlite3
 import tempfile
-import warnings
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -326,6 +325,40 @@ def is_single_process(url: str) -> bool:
     return isinstance(url, str) and url.startswith("sqlite")
 
 
+def check_workers(url: str, workers: int) -> None:
+    """Refuse several worker processes on a storage that serves one (SQLite)."""
+    if workers > 1 and _kind(_as_text(url)) == "sqlite":
+        raise UserError(f"--workers {workers} with storage {_show(url)}: SQLite serves one process "
+                        "(Optuna's FAQ); valid: --workers 1, or --storage journal:PATH (several "
+                        "processes on this host) or postgresql://USER:PASSWORD@HOST:PORT/DB "
+                        "(several hosts)")
+
+
+_held: dict[str, int] = {}      # SQLite files this process holds, with their descriptors
+
+
+def hold(url: str) -> None:
+    """Take the one-writer lock of a SQLite storage for this process's lifetime; a second run or
+    worker on the same file is refused (SQLite serves one process). Other storages take units
+    from a shared queue and need no lock. ``flock`` is released when the process dies however it
+    dies, and is independent of SQLite's own (fcntl) locks on the same file."""
+    import fcntl
+    import os
+    url = _as_text(url)
+    if _kind(url) != "sqlite" or url in _held:
+        return
+    path = _file_path(url, "sqlite")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserError(f"storage {_show(url)} is in use by another bench run or worker, and SQLite "
+                        "serves one process; valid: wait for it to finish, or use --storage "
+                        "journal:PATH for several processes on one host") from None
+    _held[url] = fd
+
+
 # ---------------------------------------------------------------------------------- opening
 
 
@@ -353,18 +386,32 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         target = _server_url(url)
         engine_kwargs = _engine_kwargs(target)
         _check_server(url, target, engine_kwargs, create)
-        # Several machines: heartbeats let a crashed worker's trial be failed and retried.
-        with warnings.catch_warnings():     # "heartbeat_interval is experimental", every run
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(target, engine_kwargs=engine_kwargs,
-                                              skip_table_creation=not create,
-                                              heartbeat_interval=60, grace_period=180)
+        # a crashed worker's unit is found by bench.work's lease, not Optuna's heartbeat (which
+        # only Study.optimize renews)
+        return _create_tables_once(lambda: optuna.storages.RDBStorage(
+            target, engine_kwargs=engine_kwargs, skip_table_creation=not create))
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - any driver error is a bad URL for the user
         error = _describe(e, url)
     # Raised outside the except block: no __context__ that could carry the password.
     raise UserError(f"cannot open storage {_show(url)}: {error}")
+
+
+def _create_tables_once(make, attempts: int = 8):
+    """``make()``, again after a short random wait when another process was creating the same
+    tables at the same moment (workers started together on a new database: PostgreSQL then
+    reports a duplicate key in its catalogue, or a table that already exists)."""
+    import random
+    import time
+    for attempt in range(attempts):
+        try:
+            return make()
+        except Exception as e:  # noqa: BLE001 - only the creation race is retried
+            race = any(m in str(e) for m in ("already exists", "duplicate key", "UniqueViolation"))
+            if not race or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
 
 
 def _engine_kwargs(target: str) -> dict:

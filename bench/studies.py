@@ -1,8 +1,9 @@
-"""Reading and marking stored studies: the one module that touches Optuna's internals.
+"""Reading, claiming and marking stored studies: the one module that touches Optuna's internals.
 
-Optuna has public API to read studies (``get_all_study_summaries``, ``load_study``) but none to set
-a user attribute on a trial that no live ``Trial`` object holds, which marking a stale RUNNING
-trial (left by a killed process) as interrupted needs; that one call is wrapped here.
+Optuna has public API to read studies (``get_all_study_summaries``, ``load_study``) but none to
+claim a given waiting trial, to set an attribute on a trial that no live ``Trial`` object holds
+(marking a stale RUNNING trial interrupted, renewing a lease from another thread), or to fail a
+trial by number with a reason; those calls go through the storage here and nowhere else.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import optuna
 TrialState = optuna.trial.TrialState
 
 
-def summaries(storage: optuna.storages.BaseStorage) -> dict[str, optuna.study.StudySummary]:
-    """Every study in the storage by name (attributes only; no trials are read)."""
-    return {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+def summaries(storage: optuna.storages.BaseStorage) -> dict[str, optuna.study.FrozenStudy]:
+    """Every study in the storage by name, with its attributes (no trials are read: the storage's
+    own listing, 5-20x faster here than ``get_all_study_summaries``, which counts trials)."""
+    return {s.study_name: s for s in storage.get_all_studies()}
 
 
 def trials(storage: optuna.storages.BaseStorage, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -21,7 +23,36 @@ def trials(storage: optuna.storages.BaseStorage, name: str) -> list[optuna.trial
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
+LEASE = "bench:lease"      # system attribute: {host, pid, time} of the process training the trial
+
+
+def claim(study: optuna.Study, trial_id: int) -> optuna.Trial | None:
+    """Move a WAITING trial to RUNNING for this process, atomically (a row lock in an RDB; the
+    journal's ordered log); None if another process claimed or finished it first."""
+    try:
+        if not study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+            return None
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    return optuna.Trial(study, trial_id)
+
+
+def set_lease(study: optuna.Study, trial_id: int, lease: dict) -> None:
+    """Renew the lease of a RUNNING trial (raises once the trial is finished)."""
+    study._storage.set_trial_system_attr(trial_id, LEASE, lease)
+
+
+def fail(study: optuna.Study, number: int, reason: str) -> None:
+    """Fail a trial with a reason that does not count it (``interrupted``, ``duplicate``); a
+    trial another process finished meanwhile is left as it is."""
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    try:
+        study._storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
 def mark_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Fail a RUNNING trial whose process is gone, with the reason ``interrupted``."""
-    study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted")  # no public API
-    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    fail(study, trial.number, "interrupted")

@@ -1,16 +1,14 @@
-"""Equal-budget tuning with Optuna, then the best configuration retrained on N seeds.
+"""Equal-budget tuning with Optuna, then the best configuration retrained on N seeds: the pieces
+one unit of work needs (its study, its sampled configuration, its training and its record).
 
 Every cell gets the same sampler (TPE, fixed seed), trials, epochs, pruner, optimizer and seeds;
-only its registered hyperparameters differ. Per (task, cell, budget, size) there are two studies
-in one storage: ``... | tune`` (the trials) and ``... | seeds`` (the final runs). Interrupted work
-resumes: finished trials and seed runs are reused, a trial left RUNNING is marked failed and rerun.
-Determinism across interruptions: trial k is sampled by a TPE seeded with (sampler_seed, k) over
-the same history, and trained from seed k, so a resumed job equals an uninterrupted one.
+only its registered hyperparameters differ. Per (task, cell, budget, size) there are two studies in
+one storage: ``tune`` (the trials) and ``seeds`` (the final runs). Which process trains which unit,
+in what order, and how interrupted work resumes is :mod:`bench.work`'s business.
 """
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from typing import Any
 
@@ -31,25 +29,18 @@ TrialState = optuna.trial.TrialState
 
 
 def counted(t: optuna.trial.FrozenTrial) -> bool:
-    """A trial that used budget: finished, pruned, or diverged (an interrupted one did not)."""
+    """A trial that used budget: finished, pruned, or diverged (an interrupted or duplicate one
+    did not)."""
     return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
-        and t.user_attrs.get("fail_reason") != "interrupted")
+        t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith("diverged"))
 
 
-def _fail_stale(study: optuna.Study, single_process: bool) -> None:
-    if single_process:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            studies.mark_interrupted(study, t)
-    else:
-        optuna.storages.fail_stale_trials(study)
-
-
-def _study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskData,
-           single_process: bool) -> optuna.Study:
+def open_study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskData) -> optuna.Study:
+    """The cell's ``tune`` or ``seeds`` study, created with its attributes on first use."""
     direction = data.spec.direction
-    study = optuna.create_study(storage=storage, study_name=exp.study_name(spec, kind),
-                                direction=direction, load_if_exists=True)
+    name = exp.stored_name(set(optuna.get_all_study_names(storage)), spec, kind)  # old storages too
+    study = optuna.create_study(storage=storage, study_name=name, direction=direction,
+                                load_if_exists=True)
     if "task" not in study.user_attrs:       # readable in optuna-dashboard, and for the report
         # the trivial score of the final runs is computed on their own test split; tuning studies
         # keep the nominal one (computing it does not train anything, but tuning never reads test)
@@ -67,20 +58,21 @@ def _study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskData,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([f"val {data.spec.metric} (best epoch)" if kind == "tune"
                                     else f"test {data.spec.metric} (one seed)"])
-    _fail_stale(study, single_process)
     return study
 
 
-class _Pruning(pl.Callback):
-    """Reports every epoch's validation metric to Optuna; stops the run if the pruner says so."""
+class _Report(pl.Callback):
+    """Reports every epoch's validation metric to Optuna (the dashboard's curve, and what a run's
+    supervisor shows as progress); in a tuning trial, stops the run if the pruner says so."""
 
-    def __init__(self, trial: optuna.Trial):
-        self.trial, self.pruned = trial, False
+    def __init__(self, trial: optuna.Trial, prune: bool):
+        self.trial, self.prune, self.pruned = trial, prune, False
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         value = float(trainer.callback_metrics["val_metric"])
-        self.trial.report(value, trainer.current_epoch)
-        if self.trial.should_prune():
+        if math.isfinite(value) or self.prune:
+            self.trial.report(value, trainer.current_epoch)
+        if self.prune and self.trial.should_prune():
             self.pruned = True
             trainer.should_stop = True
 
@@ -99,13 +91,16 @@ def suggest(trial: optuna.Trial, spec: CellSpec, budget: Budget) -> tuple[dict, 
     return opt, chosen
 
 
-def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
-                  data: TaskData, seed: int, device: str, final: bool, progress: Progress) -> None:
-    """Sample, size, train and record one asked trial: COMPLETE with its metrics, PRUNED, or FAIL
-    with a reason. Ctrl-C, a signal or a crash anywhere after ``ask`` marks it interrupted (the
-    next run reruns it), so no trial is left RUNNING by a live process."""
+def run_unit(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
+             data: TaskData, seed: int, device: str, final: bool, progress: Progress) -> bool:
+    """Size, train and record one claimed trial: COMPLETE with its metrics, PRUNED, or FAIL with a
+    reason. Ctrl-C, a signal or a crash anywhere marks it interrupted (it is run again), so no
+    trial is left RUNNING by a live process. False when the trial was taken from this process
+    meanwhile (its lease expired and another worker failed it): nothing of it is kept."""
     try:
         _train_and_tell(study, trial, exp, spec, data, seed, device, final, progress)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
     except BaseException:
         try:
             trial.set_user_attr("fail_reason", "interrupted")
@@ -113,6 +108,7 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spe
         except optuna.exceptions.UpdateFinishedTrialError:
             pass                # it had been told already: nothing left to mark
         raise
+    return True
 
 
 def _train_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: CellSpec,
@@ -125,13 +121,12 @@ def _train_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, s
              "budget": exp.budget.name, "budget_fingerprint": exp.budget.fingerprint, **provenance()}
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
-    pruning = None if final else _Pruning(trial)
-    callbacks = [EpochTicker(progress)] + ([pruning] if pruning else [])
+    report = _Report(trial, prune=not final)
     try:
-        res = train_run(data, spec, hp, hidden, exp.budget, opt, seed, callbacks, device,
-                        read_test=final)
+        res = train_run(data, spec, hp, hidden, exp.budget, opt, seed,
+                        [EpochTicker(progress), report], device, read_test=final)
     except Diverged as e:
-        if pruning and pruning.pruned:
+        if report.pruned:
             study.tell(trial, state=TrialState.PRUNED)
             return
         trial.set_user_attr("fail_reason", f"diverged: {e}")
@@ -140,42 +135,10 @@ def _train_and_tell(study: optuna.Study, trial: optuna.Trial, exp: Experiment, s
     for k, v in res.as_attrs().items():
         if v is not None:
             trial.set_user_attr(k, v)
-    if final:    # the learning curve as intermediate values (tuning reported them to the pruner)
-        for epoch, value in enumerate(res.curve):
-            if math.isfinite(value):
-                trial.report(value, epoch)
-    if pruning and pruning.pruned:
+    if report.pruned:
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, res.test if final else res.val)
-
-
-def tune_one(study: optuna.Study, exp: Experiment, spec: CellSpec, data: TaskData,
-             progress: Progress, device: str = "cpu") -> bool:
-    """Run the cell's next tuning trial if it has fewer counted trials than the budget; trial k
-    is sampled by a TPE seeded with (sampler_seed, k) over the study's own history."""
-    b = exp.budget
-    done = sum(map(counted, study.get_trials(deepcopy=False)))
-    if done >= b.trials:
-        return False
-    study.sampler = optuna.samplers.TPESampler(seed=b.sampler_seed * 100_003 + done,
-                                               n_startup_trials=b.startup_trials)
-    study.pruner = b.make_pruner()
-    progress.begin(f"{spec} trial {done + 1}/{b.trials}", b.epochs)
-    start = time.perf_counter()
-    _run_and_tell(study, study.ask(), exp, spec, data, seed=done, device=device, final=False,
-                  progress=progress)
-    progress.end(str(spec), "tune", time.perf_counter() - start)
-    return True
-
-
-def tune_cell(storage, exp: Experiment, spec: CellSpec, data: TaskData, progress: Progress,
-              device: str = "cpu", single_process: bool = True) -> optuna.Study:
-    """Run the cell's tuning study up to the budget's number of counted trials."""
-    study = _study(storage, exp, spec, "tune", data, single_process)
-    while tune_one(study, exp, spec, data, progress, device):
-        pass
-    return study
 
 
 def default_config(spec: CellSpec, budget: Budget) -> dict[str, Any]:
@@ -195,13 +158,15 @@ def default_config(spec: CellSpec, budget: Budget) -> dict[str, Any]:
 
 
 def best_config(study: optuna.Study, spec: CellSpec, budget: Budget) -> tuple[dict[str, Any], str]:
-    """The best completed trial's parameters and where they came from; the registered defaults
-    (``default_config``) when no trial completed, never a random draw."""
+    """The best completed tuning trial's parameters and where they came from (ties go to the
+    lower trial key, so the choice never depends on which process stored first); the registered
+    defaults (``default_config``) when no trial completed, never a random draw."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not done:
         return default_config(spec, budget), "registered defaults (no tuning trial completed)"
-    best = study.best_trial
-    return dict(best.params), f"tuning trial {best.number} (val {best.value:.4g})"
+    sign = 1 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1
+    best = min(done, key=lambda t: (sign * t.value, t.user_attrs.get("seed", t.number), t.number))
+    return dict(best.params), f"tuning trial {best.user_attrs.get('seed', best.number) + 1} (val {best.value:.4g})"
 
 
 def check_budget(storage, budget: Budget) -> None:
@@ -212,55 +177,3 @@ def check_budget(storage, budget: Budget) -> None:
             raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
                             f"from the one stored under that name (fingerprint {stored}); give the "
                             "changed preset another name, or use another --storage")
-
-
-def train_seeds(storage, exp: Experiment, spec: CellSpec, data: TaskData, params: dict,
-                source: str, progress: Progress, device: str = "cpu",
-                single_process: bool = True) -> optuna.Study:
-    """Retrain the chosen configuration on every seed of the budget not yet finished."""
-    study = _study(storage, exp, spec, "seeds", data, single_process)
-    study.set_user_attr("config_source", source)
-    finished = {t.user_attrs.get("seed") for t in study.get_trials(deepcopy=False) if counted(t)}
-    for seed in exp.budget.seed_list():
-        if seed in finished:
-            continue
-        study.enqueue_trial(params, skip_if_exists=False)
-        progress.begin(f"{spec} seed {seed - exp.budget.seed_list()[0] + 1}/{exp.budget.seeds}",
-                       exp.budget.epochs)
-        start = time.perf_counter()
-        _run_and_tell(study, study.ask(), exp, spec, data, seed=seed, device=device, final=True,
-                      progress=progress)
-        progress.end(str(spec), "seeds", time.perf_counter() - start)
-    return study
-
-
-def stored_work(storage, exp: Experiment, specs: list[CellSpec]
-                ) -> tuple[int, list[tuple[str, str]], dict[tuple[str, str], list[float]]]:
-    """Runs already finished, the (cell, kind) of every unit still to run, and the stored run
-    times of this experiment's cells by (cell, kind): what the progress bar and its ETA start from."""
-    names = studies.summaries(storage)
-    done, remaining, times = 0, [], {}
-    for spec in specs:
-        for kind, cap in (("tune", exp.budget.trials), ("seeds", exp.budget.seeds)):
-            name = exp.study_name(spec, kind)
-            runs = [t for t in studies.trials(storage, name) if counted(t)] if name in names else []
-            done += min(cap, len(runs))
-            remaining += [(str(spec), kind)] * max(0, cap - len(runs))
-            times[(str(spec), kind)] = [t.user_attrs["wall_s"] for t in runs if "wall_s" in t.user_attrs]
-    return done, remaining, times
-
-
-def run_experiment(storage, exp: Experiment, specs: list[CellSpec], data: TaskData,
-                   progress: Progress, device: str = "cpu", single_process: bool = True) -> None:
-    """Tune every cell under the same budget, then retrain each one's best on the seeds.
-
-    Tuning goes round-robin (every cell's trial k before any cell's trial k + 1), so the ETA
-    learns every cell's speed early; each study's trials depend on that study alone, so the
-    order changes no number."""
-    tune = {spec: _study(storage, exp, spec, "tune", data, single_process) for spec in specs}
-    for _ in range(exp.budget.trials):
-        for spec in specs:
-            tune_one(tune[spec], exp, spec, data, progress, device)
-    for spec, study in tune.items():
-        params, source = best_config(study, spec, exp.budget)
-        train_seeds(storage, exp, spec, data, params, source, progress, device, single_process)

@@ -25,6 +25,10 @@ def digest(path: Path) -> str:
     (["run", "--task", "adding", "--cells", "lstm", "--budget", "smoke", "--storage", "sqlite:////proc/x/bench.db"], "not writable"),
     (["run", "--task", "adding", "--cells", "lstm", "--budget", "smoke", "--reference", "nope"], "unknown cell 'nope'"),
     (["report", "--task", "adding", "--budget", "smoke", "--format", "docx"], "invalid choice: 'docx'"),
+    (RUN + ["--workers", "2"], "--workers 2 with storage 'sqlite:///runs/bench.db': SQLite serves one process"),
+    (RUN + ["--workers", "0"], "0 is out of range; valid: a positive integer"),
+    (RUN + ["--workers-per-gpu", "4"], "--workers-per-gpu 4 without a GPU"),
+    (["worker", "--task", "adding", "--cells", "nope", "--budget", "smoke"], "unknown cell 'nope'"),
 ])
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,8 @@ from bench.task import TaskConfig, parse_task
 from bench.train import train_run
 from bench.progress import Silent as Quiet
 from bench.experiment import Experiment
-from bench.tune import best_config, default_config, run_experiment, tune_cell
+from bench.tune import best_config, default_config
+from bench.work import run_experiment
 from tasks.synthetic import Adding
 
 TASK = "adding:T=10,n_train=64,n_val=32,n_test=32"
@@ -48,8 +49,18 @@ def experiment(budget=SMOKE) -> Experiment:
 def test_tuning_never_reads_the_test_split_and_optimises_validation(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
     data = spy_task()
-    study = tune_cell(storage, experiment(), parse_spec("lstm"), data, Quiet())
-    assert "test" not in data.touched and "val" in data.touched
+    exp, spec = experiment(dataclasses.replace(SMOKE, seeds=1)), parse_spec("lstm")
+    touched = []
+
+    class Tuning(Quiet):          # what the task was asked for before the first final run
+        def begin(self, label, epochs):
+            if "seed" in label and not touched:
+                touched.extend(data.touched)
+
+    run_experiment(storage, exp, [spec], data, Tuning())
+    assert touched and "test" not in touched and "val" in touched
+    assert "test" in data.touched          # the final run did read it: the spy sees reads
+    study = optuna.load_study(study_name=exp.study_name(spec, "tune"), storage=storage)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert done
     for t in done:

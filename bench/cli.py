@@ -83,6 +83,18 @@ def _experiment_args(p: argparse.ArgumentParser, cells_required: bool) -> None:
     p.add_argument("--alpha", type=float, help="significance level after Holm (default: the preset's, 0.05)")
 
 
+def _work_args(p: argparse.ArgumentParser) -> None:
+    """Flags of the commands that train (run, ablate, sensitivity)."""
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=_positive, metavar="N",
+                   help="worker processes claiming units from the storage (default: 1 on CPU, one "
+                        "per GPU per --workers-per-gpu on CUDA); more than 1 needs journal:PATH or "
+                        "a server storage; the results do not depend on N")
+    p.add_argument("--workers-per-gpu", type=_positive, metavar="K", default=1,
+                   help="with --device cuda: K workers share each GPU (small RNNs leave it idle)")
+
+
 def _speed_args(p: argparse.ArgumentParser, epoch: bool | None) -> None:
     """Flags of ``speed kernel`` (epoch False), ``speed epoch`` (True) or the old ``speed`` (None)."""
     p.add_argument("--cells", default="all", help="cell specs, as in run (default all)")
@@ -120,8 +132,7 @@ def _analysis_commands(sub) -> None:
     _experiment_args(abl, cells_required=False)
     abl.add_argument("--cell", required=True, help="the full cell, e.g. momentum_lstm")
     abl.add_argument("--only", help="comma list of its ablations (default: all registered)")
-    abl.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    abl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _work_args(abl)
 
     sens = _command(sub, "sensitivity", "a grid of fixed hyperparameters of one cell (learning "
                                         "rate tuned per grid point): table and heatmap",
@@ -132,8 +143,7 @@ def _analysis_commands(sub) -> None:
     sens.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2,...",
                       help="one or two hyperparameters with their values")
     sens.add_argument("--plots", metavar="DIR", help="heatmap folder (default runs/plots)")
-    sens.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    sens.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _work_args(sens)
 
     diag = _command(sub, "diagnose", "gradient flow: ||dL/dh_t|| over time at chosen epochs of "
                                      "training, beside the loss curve, per cell",
@@ -166,8 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = _command(sub, "run", "tune every cell under one budget, retrain on seeds, test, report",
                    "python -m bench run --task adding --cells lstm,momentum_lstm --budget smoke")
     _experiment_args(run, cells_required=True)
-    run.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _work_args(run)
+
+    work = _command(sub, "worker", "claim and train units of a run from a shared storage until "
+                                   "it is complete (start any number, on any host)",
+                    "python -m bench worker --storage postgresql://bench@db:5432/bench "
+                    "--task adding --cells all")
+    _experiment_args(work, cells_required=True)
+    work.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    work.add_argument("--quiet", action="store_true", help="print errors only")
+    work.add_argument("--threads", type=_positive, help="torch threads (default: torch's choice)")
+    work.add_argument("--parent", type=int, help=argparse.SUPPRESS)   # run's pid: stop when it dies
 
     _analysis_commands(sub)
 
@@ -180,8 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--across", metavar="TASKS",
                      help="compare the cells across tasks (each with options, as --task), e.g. "
                           "adding:T=50,copy:L=100: average ranks, Friedman, Nemenyi, CD diagram")
-    rep.add_argument("--plots", metavar="DIR",
-                     help="folder for plot files (default: the folder of --out, else runs/plots)")
+    rep.add_argument("--plots", metavar="DIR", nargs="?", const="",
+                     help="also write the plots as PNG and SVG files, named after --out, in DIR "
+                          "(default: the folder of --out, else runs/plots); --across always "
+                          "draws its CD diagram there")
+    rep.add_argument("--artifacts", metavar="DIR",
+                     help="folder of the dashboard's plot artifacts (default: beside a SQLite or "
+                          "journal storage, e.g. runs/bench.artifacts; a postgresql:// storage "
+                          "has plots in the dashboard only with this)")
 
     lst = _command(sub, "list", "cells (hyperparameters, search spaces), ablations, tasks, budgets",
                    "python -m bench list --family momentum")
@@ -191,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "python -m bench dashboard --storage sqlite:///runs/bench.db --port 8080")
     dash.add_argument("--storage", default=_default_storage())
     dash.add_argument("--port", type=_positive, default=8080)
+    dash.add_argument("--artifacts", metavar="DIR",
+                      help="folder of the plot artifacts `report` uploads (default: beside a "
+                           "SQLite or journal storage, e.g. runs/bench.artifacts)")
 
     _speed_command(sub)
 
@@ -303,6 +331,17 @@ class Bar:
         self.eta.done(cell, kind, seconds)
         self.bar.update(1)
         self._show()
+
+    def show(self, done: int, running: list[str], seconds_left: float | None) -> None:
+        """Progress read from the storage while workers train (``bench.pool``)."""
+        self.bar.n = done
+        when = f"ETA {_minutes(seconds_left)}" if seconds_left is not None else "ETA after the first runs"
+        idle = "starting workers" if done == self.bar.initial else "between units"
+        self.bar.set_description_str(f"{'; '.join(running) or idle}; {when}",
+                                     refresh=True)
+
+    def note(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
 
     def close(self) -> None:
         self.stop.set()
@@ -442,49 +481,148 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from bench import report as rp
-    from bench.progress import Eta
-    from bench.storage import check_url, is_single_process, mask_url, open_storage
+def _workers(args) -> tuple[int, list[str | None]]:
+    """How many workers, and the CUDA device each one sees (None: leave the environment as is)."""
+    import torch
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here; valid: cpu, auto")
+    per_gpu = getattr(args, "workers_per_gpu", 1)
+    if not cuda:
+        if per_gpu != 1:
+            raise UserError(f"--workers-per-gpu {per_gpu} without a GPU; valid: --workers N on CPU")
+        return args.workers or 1, [None] * (args.workers or 1)
+    gpus = torch.cuda.device_count()
+    n = args.workers or gpus * per_gpu
+    return n, [str(i % gpus) for i in range(n)]
+
+
+def _prepare(args, verb: str):
+    """Everything a training command checks before it writes: the experiment, the device, the
+    storage (opened, locked if SQLite, its preset checked) and the task's data."""
+    from bench.storage import check_url, check_workers, hold, open_storage
     from bench.train import size_and_hparams
-    from bench.tune import check_budget, run_experiment, stored_work
+    from bench.tune import check_budget
 
     exp, specs = _experiment(args)
-    if args.device == "cuda":
+    if verb == "worker" and args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA device here; valid: cpu, auto")
+    n, visible = _workers(args) if verb == "run" else (1, [None])
     check_url(args.storage)
+    check_workers(args.storage, n)
     data = exp.task.build()
     data.setup("fit")
     for spec in specs:    # a size that cannot be matched is bad input: find it before writing
         size_and_hparams(spec, {}, data.spec, exp.budget, exp.hidden, exp.params)
     storage = open_storage(args.storage)
+    hold(args.storage)
     check_budget(storage, exp.budget)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    return exp, specs, data, storage, n, visible
+
+
+def cmd_run(args) -> int:
+    from bench import report as rp
+    from bench.progress import Eta
+    from bench.storage import is_single_process, mask_url
+    from bench.work import run_experiment, stored_work
+
+    exp, specs, data, storage, n, visible = _prepare(args, "run")
     b = exp.budget
     total = len(specs) * (b.trials + b.seeds)
     done, remaining, times = stored_work(storage, exp, specs)
     eta = Eta(times, remaining)
     left = eta.seconds_left()
-    expect = (f"expected {_minutes(left)} from stored run times" if left is not None and remaining
+    expect = (f"expected {_minutes(left / n)} from stored run times" if left is not None and remaining
               else "no stored run times for these cells yet: the ETA follows the first runs"
               if remaining else "nothing left to run")
     print(f"{exp.task.id}: {len(specs)} cells x ({b.trials} trials + {b.seeds} seeds) = {total} runs "
           f"({done} already stored; {expect}); budget {b.name}, {exp.size}, {b.epochs} epochs per "
-          f"run; storage {mask_url(args.storage)}", flush=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+          f"run; {n} worker{'s' if n > 1 else ''}; storage {mask_url(args.storage)}", flush=True)
     start = time.perf_counter()
     bar = Bar(total, done, eta, args.no_progress)
     try:
-        run_experiment(storage, exp, specs, data, bar, args.device, is_single_process(args.storage))
+        if n == 1:
+            run_experiment(storage, exp, specs, data, bar, args.device,
+                           is_single_process(args.storage))
+        else:
+            _run_workers(args, exp, specs, storage, n, visible, bar)
     finally:
         bar.close()
     print(f"done in {time.perf_counter() - start:.0f} s\n")
     rep = rp.build(storage, exp, [str(s) for s in specs], args.test, args.reference, args.alpha)
-    rp.save_notes(storage, exp, rep)          # the table, visible in optuna-dashboard
+    from bench.dashboard import artifact_dir
+    # the table as notes and the plots as artifacts, visible in optuna-dashboard
+    rp.save_notes(storage, exp, rep, artifact_dir(args.storage)[0])
     print(rp.render(rep, "md"))
     return 0
+
+
+def _run_workers(args, exp, specs, storage, n: int, visible: list[str | None], bar: "Bar") -> None:
+    """Start ``n`` ``bench worker`` processes and supervise them (``bench.pool``)."""
+    from bench.pool import supervise, worker_argv
+    from bench.work import stored_work
+
+    threads = max(1, (os.cpu_count() or 1) // n)
+    argvs, envs = [], []
+    for gpu in visible:
+        env = dict(os.environ)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        argvs.append(worker_argv(args, specs, threads, "cuda" if gpu is not None else "cpu"))
+        envs.append(env)
+    try:
+        supervise(storage, exp, specs, argvs, envs, bar.show, bar.note, lambda: _signal)
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
+    left = stored_work(storage, exp, specs)[1]
+    if left:
+        raise UserError(f"the workers stopped with {len(left)} units not stored; run the same "
+                        "command again to resume")
+
+
+def cmd_worker(args) -> int:
+    """``worker``: claim and train this experiment's units until every one is stored; poll while
+    other workers hold the last ones (a crashed holder's unit comes back after its lease)."""
+    from bench.progress import Silent
+    from bench.storage import is_single_process, mask_url
+    from bench.work import Worker, stored_work
+
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    exp, specs, data, storage, _, _ = _prepare(args, "worker")
+    printer = Silent() if args.quiet else _UnitPrinter()
+    if not args.quiet:
+        left = len(stored_work(storage, exp, specs)[1])
+        print(f"worker {os.getpid()}: {exp.task.id}, {len(specs)} cells, budget {exp.budget.name}; "
+              f"{left} units not yet stored; storage {mask_url(args.storage)}", flush=True)
+    parent = args.parent
+    worker = Worker(storage, exp, specs, data, printer, args.device, is_single_process(args.storage))
+    worker.run(keep_going=lambda: parent is None or os.getppid() == parent)
+    if not args.quiet and not worker.remaining():
+        dropped = (f", {worker.dropped} dropped (taken over by another worker after this one "
+                   "stalled past its lease)" if worker.dropped else "")
+        print(f"worker {os.getpid()}: trained {worker.stored} units{dropped}; every unit is "
+              "stored: `python -m bench report` with the same --task, --cells, --budget and "
+              "--storage prints the table", flush=True)
+    return 0
+
+
+class _UnitPrinter:
+    """A worker's progress when it runs on its own: one line per stored unit."""
+
+    def begin(self, label: str, epochs: int) -> None:
+        self.label = label
+
+    def epoch(self, done: int) -> None:
+        pass
+
+    def end(self, cell: str, kind: str, seconds: float) -> None:
+        print(f"worker {os.getpid()}: {self.label} stored in {seconds:.1f} s", flush=True)
 
 
 _signal: int | None = None     # the first SIGINT/SIGTERM received during `run`
@@ -502,6 +640,7 @@ def _interrupt(signum, frame):
 
 
 def cmd_report(args) -> int:
+    from bench import plots
     from bench import report as rp
     from bench.registry import parse_cells
     from bench.storage import check_url, open_storage
@@ -524,15 +663,43 @@ def cmd_report(args) -> int:
         text = rp.render_across(rp.build_across(storage, exps, [str(s) for s in specs] if specs
                                                 else None, alpha, plots_dir), args.format)
         return _emit(text, args.out)
+    from bench.dashboard import artifact_dir, publish
+    from bench.html_report import figures, render_html
+
     exp, specs = _experiment(args)
+    plots_dir = None
+    if args.plots is not None:    # PNG and SVG files beside the table, whatever its format
+        plots_dir = Path(args.plots) if args.plots else (
+            Path(args.out).absolute().parent if args.out else Path("runs") / "plots")
+        _writable_dir(plots_dir, "--plots", create=True)
     check_url(args.storage, create=False)
+    artifacts, why = artifact_dir(args.storage, args.artifacts)
     storage = open_storage(args.storage, create=False)
     rep = rp.build(storage, exp, [str(s) for s in specs] if specs else None, args.test,
                    args.reference, args.alpha)
-    if args.format == "html":
-        from bench.html_report import render_html
-        return _emit(render_html(rep), args.out)
-    return _emit(rp.render(rep, args.format), args.out)
+    figs = figures(rep) if args.format == "html" or plots_dir else []
+    pngs = [(f"{stem}.png", caption, plots.png_bytes(fig)) for stem, fig, caption in figs]
+    text = render_html(rep, pngs) if args.format == "html" else rp.render(rep, args.format)
+    written = []
+    if plots_dir is not None:
+        prefix = Path(args.out).stem if args.out else f"report-{exp.key}"
+        for (stem, fig, _), (_, _, png) in zip(figs, pngs):
+            written += plots.save(fig, plots_dir / f"{prefix}-{stem}", png)
+    code = _emit(text, args.out)
+    if written:
+        print("plots: " + ", ".join(map(str, written)), file=sys.stdout if args.out else sys.stderr)
+    try:                          # the table and plots in optuna-dashboard (`bench dashboard`)
+        done = publish(storage, exp, rep, artifacts, pngs or None)
+    except Exception as e:  # noqa: BLE001 - the report stands; say what the dashboard misses
+        from bench.storage import _scrub
+        detail = _scrub(str(e).splitlines()[0] if str(e) else "", args.storage)
+        print(f"bench: warning: the dashboard note and artifacts were not saved "
+              f"({type(e).__name__}: {detail})", file=sys.stderr)
+        return code
+    if why:
+        print(f"bench: dashboard: note saved on {done.index!r}; no plot artifacts: {why}",
+              file=sys.stderr)
+    return code
 
 
 def _emit(text: str, out: str | None) -> int:
@@ -626,12 +793,23 @@ def cmd_dashboard(args) -> int:
     from bench.storage import mask_url, open_storage
     import optuna_dashboard
 
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from bench.dashboard import artifact_dir
+
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is out of range; valid: 1-65535")
+    if args.artifacts and not Path(args.artifacts).is_dir():
+        raise UserError(f"--artifacts {args.artifacts}: not a folder; valid: an existing folder "
+                        "(the one `report --artifacts` wrote)")
     storage = open_storage(args.storage, create=False)
-    print(f"optuna-dashboard for {mask_url(args.storage)} at http://127.0.0.1:{args.port}/ (Ctrl-C to stop)",
-          flush=True)
-    optuna_dashboard.run_server(storage, host="127.0.0.1", port=args.port)
+    folder, why = artifact_dir(args.storage, args.artifacts)
+    store = FileSystemArtifactStore(str(folder)) if folder is not None and folder.is_dir() else None
+    plots = f"plot artifacts from {folder}" if store else \
+        f"no plot artifacts ({why or f'{folder} does not exist yet; `python -m bench report` writes it'})"
+    print(f"optuna-dashboard for {mask_url(args.storage)} at http://127.0.0.1:{args.port}/; {plots} "
+          "(Ctrl-C to stop)", flush=True)
+    optuna_dashboard.run_server(storage, host="127.0.0.1", port=args.port, artifact_store=store)
     return 0
 
 
@@ -750,7 +928,7 @@ def _fake_data(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "ablate": cmd_ablate, "sensitivity": cmd_sensitivity,
+COMMANDS = {"run": cmd_run, "worker": cmd_worker, "ablate": cmd_ablate, "sensitivity": cmd_sensitivity,
             "diagnose": cmd_diagnose, "report": cmd_report, "list": cmd_list, "dashboard": cmd_dashboard,
             "speed": cmd_speed, "data": cmd_data}
 

@@ -83,9 +83,10 @@ def diagnose_cell(storage, exp, spec, data, batch: tuple[Tensor, Tensor], at: se
     from bench.tune import default_config, suggest
 
     b = exp.budget
-    name = exp.study_name(spec, "seeds")
+    names = studies.summaries(storage)
+    name = exp.stored_name(names, spec, "seeds")
     done = [t for t in studies.trials(storage, name) if t.state.name == "COMPLETE"] \
-        if name in studies.summaries(storage) else []
+        if name in names else []
     params = dict(done[0].params) if done else default_config(spec, b)
     opt, chosen = suggest(optuna.trial.FixedTrial(params), spec, b)
     hidden, hp = size_and_hparams(spec, chosen, data.spec, b, exp.hidden, exp.params)
@@ -93,9 +94,10 @@ def diagnose_cell(storage, exp, spec, data, batch: tuple[Tensor, Tensor], at: se
     res = train_run(data, spec, hp, hidden, b, opt, b.seed_list()[0],
                     [GradientProbe(batch, at, flow)], "cpu", read_test=False)
     flow.val_curve = res.curve
-    study = optuna.create_study(storage=storage, study_name=exp.study_name(spec, "diagnose"),
+    study = optuna.create_study(storage=storage, study_name=exp.stored_name(names, spec, "diagnose"),
                                 load_if_exists=True)
-    for k, v in {"cell": str(spec), "kind": "diagnose", "config": params, "epochs": flow.epochs,
+    for k, v in {"task": exp.task.id, "budget": exp.budget.name, "size": exp.size,
+                 "cell": str(spec), "kind": "diagnose", "config": params, "epochs": flow.epochs,
                  "norms": flow.norms, "ratios": flow.ratios(), "val_curve": flow.val_curve,
                  "config_source": "stored seed run" if done else "registered defaults"}.items():
         study.set_user_attr(k, v)

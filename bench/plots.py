@@ -123,6 +123,26 @@ def gradient_flow(norms: list[list[float]], epochs: list[int], title: str, path_
                    "epoch", "time step t", title, path_stem)
 
 
+def save(fig: Figure, path_stem: Path, png: bytes | None = None) -> list[Path]:
+    """A figure saved as ``path_stem``.png and .svg (each written whole or not at all); ``png``:
+    its ``png_bytes`` when already drawn (written as they are, not drawn again)."""
+    path_stem = Path(path_stem)
+    png_path = path_stem.with_name(path_stem.name + ".png")
+    if png is None:
+        _save_atomic(fig, png_path, "png")
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{png_path.name}.", suffix=".tmp", dir=png_path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(png)
+            os.replace(tmp, png_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return [png_path, _save_atomic(fig, path_stem.with_name(path_stem.name + ".svg"), "svg")]
+
+
 def png_bytes(fig: Figure) -> bytes:
     """A figure as PNG bytes (for pages that embed their images)."""
     import io

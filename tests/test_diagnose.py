@@ -52,7 +52,7 @@ def test_diagnose_command_writes_the_flow_and_stores_it(tmp_path):
     assert flow["epochs"] == [0, 2] and len(flow["norms"][0]) == 20          # T = 20 in smoke
     assert flow["ratios"][0] == pytest.approx(flow["norms"][0][0] / flow["norms"][0][-1])
     stored = optuna.load_study(study_name=next(n for n in optuna.get_all_study_names(
-        f"sqlite:///{tmp_path / 'runs' / 'bench.db'}") if n.endswith("| diagnose")),
+        f"sqlite:///{tmp_path / 'runs' / 'bench.db'}") if n.startswith("lstm · diagnose · adding T=20 · smoke")),
         storage=f"sqlite:///{tmp_path / 'runs' / 'bench.db'}")
     assert stored.user_attrs["norms"] == flow["norms"]
     assert stored.user_attrs["config_source"] == "registered defaults"

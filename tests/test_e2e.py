@@ -258,11 +258,17 @@ def test_the_table_is_a_dashboard_note_on_every_seeds_study(first_run):
     import optuna_dashboard
     cwd, p = first_run
     url = f"sqlite:///{cwd / DB}"
-    names = [n for n in optuna.get_all_study_names(url) if n.endswith("| seeds")]
-    assert len(names) == 2
+    tail = " · adding T=20 · smoke · hidden 16 · "          # short, cell-first names
+    names = sorted(n for n in optuna.get_all_study_names(url) if " · seeds" + tail in n)
+    assert [n.split(" · ")[0] for n in names] == ["lstm", "momentum_lstm"]
+    shown = table(p.stdout).split("\n- ")[0].strip()
     for name in names:
         note = optuna_dashboard.get_note(optuna.load_study(study_name=name, storage=url))
         assert "luckiest seed, not the result" in note
-        assert table(p.stdout).split("\n- ")[0].strip() in note
-    tune = optuna.load_study(study_name=names[0].replace("| seeds", "| tune"), storage=url)
+        assert shown in note
+    # one index study for the experiment: the same table, with a link to every study
+    index = next(n for n in optuna.get_all_study_names(url) if n.startswith("all cells · index" + tail))
+    note = optuna_dashboard.get_note(optuna.load_study(study_name=index, storage=url))
+    assert shown in note and all(f"[{n}](/dashboard/studies/" in note for n in names)
+    tune = optuna.load_study(study_name=names[0].replace(" · seeds · ", " · tune · "), storage=url)
     assert tune.metric_names == ["val mse (best epoch)"]

@@ -15,18 +15,21 @@ from torch import Tensor
 
 from bench.cell import State
 from bench.graphs import replay
-from bench.kernels.orthogonal import INIT, REBASE_EVERY, OrthogonalCell, modrelu, modrelu_scan
+from bench.kernels.orthogonal import (INIT, REBASE_EVERY, REBASE_GRAD, OrthogonalCell, modrelu,
+                                      modrelu_scan)
 from bench.registry import register_cell
 
 
-@register_cell("dtriv", hparams=(REBASE_EVERY, INIT))
+@register_cell("dtriv", hparams=(REBASE_EVERY, INIT, REBASE_GRAD))
 class DTriv(OrthogonalCell):
     """Orthogonal RNN with modrelu, B = base exp(A) by dynamic trivialization (dtrivK).
 
     The rebase runs in ``after_optimizer_step`` after steps K, 2K, ..., as expRNN and the
     MomentumRNN copy of its code do. The official code rebases inside the forward pass through
-    ``.data``, after the previous product saved ``base`` for backward, so its gradient at a rebase
-    step uses the overwritten base; ours is the clean gradient of the function computed. A is a
+    ``.data``, after ``base.mm(...)`` saved ``base`` for backward, so its gradient on every rebase
+    step uses the overwritten base (and exp's adjoint at the folded generator); ours is the clean
+    gradient of the function computed (``rebase_grad=clean``, default), and ``rebase_grad=official``
+    reproduces the official one (``bench.kernels.orthogonal`` says exactly how). A is a
     vector of its n(n-1)/2 free entries, not an n x n matrix whose lower triangle is ignored:
     the same model, with the count of degrees of freedom as parameter count.
     """

@@ -301,7 +301,7 @@ class Bar:
         import threading
 
         from tqdm import tqdm
-        self.eta, self.label, self.epochs, self.now = eta, "", 0, 0
+        self.eta, self.label, self.epochs, self.now, self.initial = eta, "", 0, 0, done
         self.bar = tqdm(total=total, initial=done, unit="run", disable=disable, file=sys.stderr,
                         dynamic_ncols=True, bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                                        "[{elapsed}] {desc}")
@@ -336,7 +336,7 @@ class Bar:
         """Progress read from the storage while workers train (``bench.pool``)."""
         self.bar.n = done
         when = f"ETA {_minutes(seconds_left)}" if seconds_left is not None else "ETA after the first runs"
-        idle = "starting workers" if done == self.bar.initial else "between units"
+        idle = "starting workers" if done == self.initial else "between units"
         self.bar.set_description_str(f"{'; '.join(running) or idle}; {when}",
                                      refresh=True)
 
@@ -514,6 +514,8 @@ def _prepare(args, verb: str):
     check_workers(args.storage, n)
     data = exp.task.build()
     data.setup("fit")
+    if hasattr(data, "check_budget"):     # e.g. pmnist without a validation split cannot tune
+        data.check_budget(exp.budget, specs)
     for spec in specs:    # a size that cannot be matched is bad input: find it before writing
         size_and_hparams(spec, {}, data.spec, exp.budget, exp.hidden, exp.params)
     storage = open_storage(args.storage)

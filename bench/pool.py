@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench import studies
 from bench.experiment import Experiment
 from bench.registry import CellSpec
-from bench.work import KEY, stored_work
+from bench.work import KEY, read_trials, stored_work
 
-POLL_S = 1.0
+POLL_S = 2.0          # the storage is read once per poll: every study's trials
 GRACE_S = 1.5          # how long a signalled worker gets to mark its unit before SIGKILL
 
 
@@ -71,23 +70,17 @@ def worker_argv(args, specs: list[CellSpec], threads: int | None, device: str) -
     return argv
 
 
-def running_labels(storage, exp: Experiment, specs: list[CellSpec]) -> list[str]:
-    """What each running unit is at, e.g. ``gru trial 2/6 epoch 4/12``, from the storage."""
-    names, out = studies.summaries(storage), []
-    b = exp.budget
-    for spec in specs:
-        for kind in ("tune", "seeds"):
-            name = exp.stored_name(names, spec, kind)
-            if name not in names:
+def running_labels(exp: Experiment, trials: dict[tuple[str, str], list]) -> list[str]:
+    """What each running unit is at, e.g. ``gru trial 2/6 epoch 4/12``."""
+    b, out = exp.budget, []
+    for (cell, kind), ts in trials.items():
+        for t in ts:
+            if t.state.name != "RUNNING" or KEY not in t.user_attrs:
                 continue
-            for t in studies.trials(storage, name):
-                if t.state.name != "RUNNING" or KEY not in t.user_attrs:
-                    continue
-                key = t.user_attrs[KEY]
-                what = (f"trial {key + 1}/{b.trials}" if kind == "tune"
-                        else f"seed {key - b.seed_list()[0] + 1}/{b.seeds}")
-                epoch = len(t.intermediate_values)
-                out.append(f"{spec} {what} epoch {epoch}/{b.epochs}")
+            key = t.user_attrs[KEY]
+            what = (f"trial {key + 1}/{b.trials}" if kind == "tune"
+                    else f"seed {key - b.seed_list()[0] + 1}/{b.seeds}")
+            out.append(f"{cell} {what} epoch {len(t.intermediate_values)}/{b.epochs}")
     return out
 
 
@@ -119,9 +112,10 @@ def supervise(storage, exp: Experiment, specs: list[CellSpec], argvs: list[list[
                 else:
                     raise RuntimeError(f"worker {i + 1} (pid {s.proc.pid}) failed with exit code "
                                        f"{rc} (its message is above); the other workers were stopped")
-            done, remaining, times = stored_work(storage, exp, specs)
+            trials = read_trials(storage, exp, specs)
+            done, remaining, times = stored_work(storage, exp, specs, trials)
             left = Eta(times, remaining).seconds_left()
-            show(done, running_labels(storage, exp, specs),
+            show(done, running_labels(exp, trials),
                  None if left is None else left / max(1, len(pool.alive()) or 1))
             time.sleep(POLL_S)
     except KeyboardInterrupt:

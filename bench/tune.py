@@ -51,6 +51,7 @@ def open_study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskDa
                      "trivial_nominal": data.spec.trivial, "trivial_note": data.spec.trivial_note,
                      "solve_threshold": data.spec.solve_threshold(trivial),
                      "solve_margin": data.spec.solve_margin, "budget_json": budget_json(exp.budget),
+                     "selection": getattr(data, "selection", "the best validation epoch"),
                      "budget_fingerprint": exp.budget.fingerprint, **provenance()}.items():
             study.set_user_attr(k, v)
     if study.metric_names is None:        # what optuna-dashboard labels the objective with

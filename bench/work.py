@@ -191,38 +191,44 @@ class Worker:
         for study in self.studies.values():
             study.sampler = _FixedOnly()
         self.spec = {str(s): s for s in specs}
+        self.trials: dict[tuple[str, str], list[optuna.trial.FrozenTrial]] = {}
         if single_process:     # nobody else can be training: every RUNNING trial is a dead one's
             for study in self.studies.values():
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     studies.mark_interrupted(study, t)
+        self.refresh()
 
-    # -- what is left
+    # -- what is left (read once per step: a server storage answers each read with a query)
 
-    def _trials(self, cell: str, kind: str) -> list[optuna.trial.FrozenTrial]:
-        return self.studies[(cell, kind)].get_trials(deepcopy=False)
+    def refresh(self, keys: Iterable[tuple[str, str]] | None = None) -> None:
+        """Read the trials of every study (or of ``keys``) into ``self.trials``."""
+        for k in self.studies if keys is None else keys:
+            self.trials[k] = self.studies[k].get_trials(deepcopy=False)
 
     def remaining(self) -> int:
-        """Units not yet counted."""
+        """Units not yet counted (as of the last ``refresh``)."""
         b = self.exp.budget
-        return sum(b.trials - min(b.trials, len(done_units(self._trials(c, "tune"))))
-                   + b.seeds - min(b.seeds, len(done_units(self._trials(c, "seeds"))))
+        return sum(b.trials - min(b.trials, len(done_units(self.trials[(c, "tune")])))
+                   + b.seeds - min(b.seeds, len(done_units(self.trials[(c, "seeds")])))
                    for c in self.spec)
 
-    def reap(self) -> None:
-        """Mark every stale RUNNING trial of this experiment interrupted."""
-        now = time.time()
-        for study in self.studies.values():
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if stale(t, now):
-                    studies.mark_interrupted(study, t)
+    def reap(self) -> list[tuple[str, str]]:
+        """Mark every stale RUNNING trial of this experiment interrupted; the studies touched."""
+        now, touched = time.time(), []
+        for key, trials in self.trials.items():
+            for t in trials:
+                if t.state == TrialState.RUNNING and stale(t, now):
+                    studies.mark_interrupted(self.studies[key], t)
+                    touched.append(key)
+        return touched
 
-    def enqueue(self) -> None:
+    def enqueue(self) -> list[tuple[str, str]]:
         """Enqueue every ready unit that has no live trial: the tuning trials of the first round
-        not yet counted, and the seeds of a cell whose tuning is counted."""
-        b = self.exp.budget
+        not yet counted, and the seeds of a cell whose tuning is counted; the studies touched."""
+        b, touched = self.exp.budget, []
         for cell, spec in self.spec.items():
             tune = self.studies[(cell, "tune")]
-            live, done = units(tune.get_trials(deepcopy=False)), None
+            live = units(self.trials[(cell, "tune")])
             done = {k: t for k, t in live.items() if counted(t)}
             history: list[optuna.trial.FrozenTrial] = []
             tuned = True
@@ -231,6 +237,7 @@ class Worker:
                     if k not in live:
                         params = sample(self.exp, spec, tune.direction.name.lower(), k, history)
                         tune.enqueue_trial(params, user_attrs={KEY: k}, skip_if_exists=False)
+                        touched.append((cell, "tune"))
                 if not all(k in done for k in keys):
                     tuned = False
                     break
@@ -238,22 +245,26 @@ class Worker:
             if not tuned:
                 continue
             seeds = self.studies[(cell, "seeds")]
-            have = units(seeds.get_trials(deepcopy=False))
+            have = units(self.trials[(cell, "seeds")])
             todo = [s for s in b.seed_list() if s not in have]
             if todo:
                 params, source = best_config(tune, spec, b)
                 seeds.set_user_attr("config_source", source)
                 for s in todo:
                     seeds.enqueue_trial(params, user_attrs={KEY: s}, skip_if_exists=False)
+                touched.append((cell, "seeds"))
+        return touched
 
     def claim(self) -> tuple[Unit, optuna.Study, optuna.Trial] | None:
         """Claim the first waiting unit, tuning before seeds and in key order across cells (so
         every cell's speed is known early); None when nothing is waiting."""
         waiting = []
-        for (cell, kind), study in self.studies.items():
-            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                waiting.append((kind != "tune", t.user_attrs.get(KEY, math.inf),
-                                list(self.spec).index(cell), t.number, cell, kind, t))
+        order = list(self.spec)
+        for (cell, kind), trials in self.trials.items():
+            for t in trials:
+                if t.state == TrialState.WAITING:
+                    waiting.append((kind != "tune", t.user_attrs.get(KEY, math.inf),
+                                    order.index(cell), t.number, cell, kind, t))
         for *_, cell, kind, t in sorted(waiting, key=lambda w: w[:4]):
             study = self.studies[(cell, kind)]
             trial = studies.claim(study, t._trial_id)
@@ -292,10 +303,11 @@ class Worker:
             self.dropped += 1
 
     def step(self) -> bool:
-        """Reap, enqueue, and train one unit; False when nothing could be claimed."""
-        if not self.single_process:
-            self.reap()
-        self.enqueue()
+        """Reap, enqueue, and train one unit; False when nothing could be claimed. Reads every
+        study once (``refresh``), and again only the studies it changed."""
+        touched = [] if self.single_process else self.reap()
+        touched += self.enqueue()
+        self.refresh(set(touched))
         got = self.claim()
         if got is None:
             return False
@@ -305,11 +317,13 @@ class Worker:
     def run(self, keep_going: Callable[[], bool] = lambda: True) -> None:
         """Work until every unit is counted, or ``keep_going()`` says stop (checked between
         units). While others hold the last units, poll: a crashed holder's unit comes back."""
+        self.refresh()
         while self.remaining() and keep_going():
             if not self.step():
                 if self.single_process:
                     raise RuntimeError(f"{self.remaining()} units left and none to claim")
                 time.sleep(POLL_S)
+            self.refresh()
 
 
 def run_experiment(storage, exp: Experiment, specs: list[CellSpec], data: TaskData,
@@ -319,17 +333,30 @@ def run_experiment(storage, exp: Experiment, specs: list[CellSpec], data: TaskDa
     Worker(storage, exp, specs, data, progress, device, single_process).run()
 
 
-def stored_work(storage, exp: Experiment, specs: list[CellSpec]
+def read_trials(storage, exp: Experiment, specs: list[CellSpec]
+                ) -> dict[tuple[str, str], list[optuna.trial.FrozenTrial]]:
+    """The trials of every study of the experiment by (cell, kind); a study not yet created has
+    none."""
+    names = studies.summaries(storage)
+    out = {}
+    for spec in specs:
+        for kind in ("tune", "seeds"):
+            name = exp.stored_name(names, spec, kind)
+            out[(str(spec), kind)] = studies.trials(storage, name) if name in names else []
+    return out
+
+
+def stored_work(storage, exp: Experiment, specs: list[CellSpec],
+                trials: dict[tuple[str, str], list[optuna.trial.FrozenTrial]] | None = None
                 ) -> tuple[int, list[tuple[str, str]], dict[tuple[str, str], list[float]]]:
     """Units already counted, the (cell, kind) of every unit still to run, and the stored run
     times of this experiment's cells by (cell, kind): what the progress bar and its ETA start from."""
-    names = studies.summaries(storage)
+    trials = read_trials(storage, exp, specs) if trials is None else trials
     done, remaining, times = 0, [], {}
-    for spec in specs:
-        for kind, cap in (("tune", exp.budget.trials), ("seeds", exp.budget.seeds)):
-            name = exp.stored_name(names, spec, kind)
-            runs = list(done_units(studies.trials(storage, name)).values()) if name in names else []
-            done += min(cap, len(runs))
-            remaining += [(str(spec), kind)] * max(0, cap - len(runs))
-            times[(str(spec), kind)] = [t.user_attrs["wall_s"] for t in runs if "wall_s" in t.user_attrs]
+    for (cell, kind), ts in trials.items():
+        cap = exp.budget.trials if kind == "tune" else exp.budget.seeds
+        runs = list(done_units(ts).values())
+        done += min(cap, len(runs))
+        remaining += [(cell, kind)] * max(0, cap - len(runs))
+        times[(cell, kind)] = [t.user_attrs["wall_s"] for t in runs if "wall_s" in t.user_attrs]
     return done, remaining, times

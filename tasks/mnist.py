@@ -15,6 +15,17 @@ scoRNN's permutation), identical across training seeds and cells. ``permute_per_
 reproduces the official MomentumRNN script, which drew the permutation from the training seed.
 Validation is a fixed ``val_fraction`` of the training set chosen by ``data_seed``; the test set
 is t10k. ``n_train``/``n_val``/``n_test`` (0 = all) cap each split for quick looks.
+
+``val_fraction=0`` trains on all training images, as MomentumRNN's ``mnist.py`` did (it had no
+validation split and reported the maximum test accuracy over its 150 epochs). Nothing is held out,
+and the test split still never chooses anything: the epoch is chosen on the training images the
+default split would hold out (``SELECTION_FRACTION`` of train, by ``data_seed``; here they are
+trained on too), so the table's main value stays free of test selection, and a preset with
+``protocol = "published"`` prints the maximum test value over epochs beside it, labelled as the
+published selection. Tuning on those training images would choose hyperparameters for fitting
+the training set: ``MNISTTask.check_budget`` refuses a budget that tunes anything (more than one
+trial over a non-empty search space) with ``val_fraction=0``.
+
 Trivial score: the accuracy on the test set of always predicting the majority class of the
 training split (0.1135 on real MNIST: class 1), computed from the labels when first needed.
 """
@@ -23,8 +34,10 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +46,10 @@ from torch import Tensor
 from bench.errors import UserError
 from bench.registry import Option, register_task
 from bench.task import Batches, FileTaskData, TaskSpec
+
+if TYPE_CHECKING:
+    from bench.budget import Budget
+    from bench.registry import CellSpec
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -194,9 +211,17 @@ def permutation(seed: int) -> Tensor:
     return torch.from_numpy(np.random.RandomState(seed).permutation(SIDE * SIDE))
 
 
+#: with ``val_fraction=0``: the share of the training images the epoch is chosen on (trained on too)
+SELECTION_FRACTION = 0.1
+
+
 def split_indices(n: int, val_fraction: float, data_seed: int) -> tuple[Tensor, Tensor]:
-    """A fixed (train, val) partition of ``range(n)`` drawn from the data seed."""
+    """A fixed (train, val) partition of ``range(n)`` drawn from the data seed. ``val_fraction=0``
+    holds nothing out: train is all of ``range(n)`` and "val" the ``SELECTION_FRACTION`` of it
+    that the default split would hold out, a subset of train."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(data_seed))
+    if val_fraction == 0:
+        return torch.arange(n), order[:max(1, round(n * SELECTION_FRACTION))]
     n_val = max(1, round(n * val_fraction))
     return order[n_val:], order[:n_val]
 
@@ -224,9 +249,14 @@ class MNISTTask(FileTaskData):
         test = torch.arange(len(data["test_labels"]))
         images = {"train": data["train_images"], "val": data["train_images"], "test": data["test_images"]}
         labels = {"train": data["train_labels"], "val": data["train_labels"], "test": data["test_labels"]}
+        if self.caps["train"]:
+            train = train[:self.caps["train"]]
+        if not self.held_out:       # choose on images that are trained on, whatever the caps
+            val = val[torch.isin(val, train)] if self.caps["train"] else val
+            val = val if len(val) else train[:1]
         self._sets = {}
         for split, idx in (("train", train), ("val", val), ("test", test)):
-            cap = self.caps[split]
+            cap = self.caps[split] if split != "train" else 0
             idx = idx[:cap] if cap else idx
             self._sets[split] = (torch.from_numpy(images[split][idx.numpy()]),
                                  torch.from_numpy(labels[split][idx.numpy()].astype(np.int64)))
@@ -235,6 +265,34 @@ class MNISTTask(FileTaskData):
         acc = float((self._sets["test"][1] == majority).float().mean())
         self._spec = replace(self._spec, trivial=acc, trivial_note=(
             f"always predict the training split's majority class ({majority}): test accuracy"))
+
+    @property
+    def held_out(self) -> bool:
+        """Whether the validation images are held out of training (False for ``val_fraction=0``)."""
+        return self.val_fraction > 0
+
+    @property
+    def selection(self) -> str:
+        """What the epoch (and any tuning) is chosen on, in words for a table."""
+        if self.held_out:
+            return "the best validation epoch"
+        n = len(self._sets["val"][1]) if self._sets else "a tenth of the"
+        return f"the epoch of best accuracy on {n} training images (val_fraction=0: no validation split)"
+
+    def check_budget(self, budget: Budget, specs: Sequence[CellSpec]) -> None:
+        """Refuse tuning without a held-out split: with ``val_fraction=0`` a budget may run one
+        trial, or several over an empty search space (nothing to choose), but never choose
+        hyperparameters on training images."""
+        if self.held_out or budget.trials == 1:
+            return
+        searched = sorted({k for spec in specs for k in spec.searched(budget.cells)} | (
+            {"lr"} if _tunes_lr(budget.optimizer) else set()))
+        if searched:
+            raise UserError(
+                f"{self.name}: val_fraction=0 holds out no validation split, so the {budget.trials} "
+                f"tuning trials of budget {budget.name} would choose {', '.join(searched)} on "
+                f"training images; valid: val_fraction in (0, 1), or val_fraction=0 with a preset "
+                f"that tunes nothing (trials = 1, e.g. paper-pmnist-lstm)")
 
     def order(self) -> Tensor | None:
         """The pixel order of this run (None: raster order)."""
@@ -259,6 +317,8 @@ class MNISTTask(FileTaskData):
     def summary(self) -> dict:
         self.setup()
         return {f"{k} images": len(v[1]) for k, v in self._sets.items()} | {
+            "validation": "held out of train" if self.held_out else
+                          "none held out: the epoch is chosen on training images",
             "permutation": ("none" if not self.permute else
                             "per training seed" if self.permute_per_seed else f"data_seed {self.data_seed}"),
             "trivial": round(self._spec.trivial, 4)}
@@ -268,11 +328,18 @@ OPTIONS = (
     Option("data_dir", None, kind=str, doc="folder with the IDX files (else $BENCH_DATA_DIR)"),
     Option("data_seed", 92916, kind=int, valid="[0, 4294967295]",
            doc="seed of the permutation and the validation split"),
-    Option("val_fraction", 0.1, kind=float, valid="(0, 1)", doc="share of train held out for validation"),
+    Option("val_fraction", 0.1, kind=float, valid="[0, 1)",
+           doc="share of train held out for validation (0: none, train on all, as MomentumRNN did)"),
     Option("n_train", 0, kind=int, valid="[0, inf)", doc="cap on training images (0 = all)"),
     Option("n_val", 0, kind=int, valid="[0, inf)", doc="cap on validation images (0 = all)"),
     Option("n_test", 0, kind=int, valid="[0, inf)", doc="cap on test images (0 = all)"),
 )
+
+
+def _tunes_lr(opt: dict) -> bool:
+    """Whether a budget's optimizer table has a learning-rate range (its own or a group's)."""
+    return isinstance(opt.get("lr"), list) or any(isinstance(v, dict) and _tunes_lr(v)
+                                                   for v in opt.values())
 
 
 @register_task("pmnist", options=(*OPTIONS, Option(

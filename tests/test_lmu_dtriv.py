@@ -222,8 +222,151 @@ def test_pmnist_model_size_matches_exprnn(spec, n, published):
 
 def test_registered_defaults():
     assert create_cell("momentum_dtriv", 1, 4).hparams == dict(mu=0.3, s=0.3, K=math.inf,
-                                                               init="cayley")
+                                                               init="cayley", rebase_grad="clean")
     # the authors' logged pMNIST runs: run-adtriv-pmnist-gc-mu-0.3-epsilon-0.3-mus-0.8
     assert create_cell("adam_dtriv", 1, 4).hparams == dict(mu=0.3, s=0.3, beta=0.8, K=math.inf,
-                                                           init="cayley")
+                                                           init="cayley", rebase_grad="clean")
+    assert create_cell("dtriv", 1, 4).hparams["rebase_grad"] == "clean"
     assert create_cell("lmu", 1, 4, context={"seq_len": 50}).theta == 50.0
+
+
+# ---- dtriv's gradient at a rebase: the official update, transcribed ----------------------------
+
+class OfficialOrthogonal(nn.Module):
+    """expRNN's Parametrization + Orthogonal (parametrization.py, orthogonal.py), written out: B is
+    generated once per optimizer step (a hook on A's gradient clears it); on generations 0, K,
+    2K, ... it rebases *inside* the property through ``.data`` after ``base.mm(...)`` saved
+    ``base`` for backward; every M-th rebase (the first counted) projects the base by SVD."""
+
+    def __init__(self, A0: torch.Tensor, K: int, M: int):
+        super().__init__()
+        self.A = nn.Parameter(A0.clone())             # n x n; only its upper triangle is used
+        self.register_buffer("base", torch.eye(A0.shape[0], dtype=A0.dtype))
+        self._B, self.K, self.M, self.k, self.m = None, K, M, 0, 0
+
+        def hook(grad):
+            self._B = None
+        self.A.register_hook(hook)
+
+    def retraction(self, A, base):
+        A = A.triu(diagonal=1)
+        A = A - A.t()
+        return base.mm(torch.linalg.matrix_exp(A))
+
+    def rebase(self):
+        with torch.no_grad():
+            self.base.data.copy_(self._B.data)
+            self.A.data.zero_()
+
+    @property
+    def B(self):
+        not_B = self._B is None
+        if not_B or (not self._B.grad_fn and torch.is_grad_enabled()):
+            self._B = self.retraction(self.A, self.base)
+            self._B.requires_grad_()
+            self._B.retain_grad()
+            if not_B:
+                if self.k == 0:
+                    self.rebase()
+                    self.m = (self.m + 1) % self.M
+                    if self.m == 0:
+                        with torch.no_grad():
+                            u, _, v = torch.svd(self.base)
+                            self.base = u.mm(v.t())
+                self.k = (self.k + 1) % self.K
+        return self._B
+
+
+def official_rnn_loss(orth, W_in, b, readout, x, y):
+    """OrthogonalRNN's step (input kernel, h B, modrelu) over x, then a readout at the last step."""
+    h = x.new_zeros(x.shape[0], W_in.shape[0])
+    B = orth.B
+    for t in range(x.shape[1]):
+        z = x[:, t] @ W_in.t() + h.matmul(B)
+        h = torch.sign(z) * torch.relu(z.abs() + b)
+    return ((readout(h) - y) ** 2).mean()
+
+
+def dtriv_pair(rebase_grad: str, K: int, M: int = 100, n: int = 6, seed: int = 3):
+    """Our dtriv (float64) and the transcription with the same weights and initial generator."""
+    torch.manual_seed(seed)
+    cell = create_cell("dtriv", 3, n, K=K, init="henaff", rebase_grad=rebase_grad).double()
+    cell.orthogonal.project_every = M
+    rows = torch.triu_indices(n, n, 1)
+    a = torch.zeros(n, n, dtype=DT)       # expRNN's initial A: the angles on (2k, 2k + 1)
+    a[2 * torch.arange(n // 2), 2 * torch.arange(n // 2) + 1] = torch.rand(n // 2, dtype=DT) * 6 - 3
+    with torch.no_grad():
+        cell.orthogonal.base.copy_(torch.linalg.matrix_exp(a - a.T))
+        cell.orthogonal.folded.copy_(a[rows[0], rows[1]])
+    official = OfficialOrthogonal(a - a.T, K, M)
+    W_in = nn.Parameter(cell.W_in.detach().clone())
+    b = nn.Parameter(cell.b.detach().clone())
+    readouts = [nn.Linear(n, 2).double() for _ in range(2)]
+    readouts[1].load_state_dict(readouts[0].state_dict())
+    return cell, readouts[0], (official, W_in, b, readouts[1]), rows
+
+
+def train_both(rebase_grad: str, K: int, steps: int, M: int = 100):
+    """Per step: (our loss, official loss, our gradients, official gradients), plain SGD."""
+    cell, readout, (orth, W_in, b, readout_o), rows = dtriv_pair(rebase_grad, K, M)
+    g = torch.Generator().manual_seed(0)
+    ours = torch.optim.SGD([{"params": [cell.W_in, cell.b, *readout.parameters()]},
+                            {"params": [cell.orthogonal.A], "lr": 0.3}], lr=0.1)
+    theirs = torch.optim.SGD([{"params": [W_in, b, *readout_o.parameters()]},
+                              {"params": [orth.A], "lr": 0.3}], lr=0.1)
+    out = []
+    for _ in range(steps):
+        x = torch.randn(5, 7, 3, generator=g, dtype=DT)
+        y = torch.randn(5, 2, generator=g, dtype=DT)
+        hs, _ = cell(x)
+        loss = ((readout(hs[:, -1]) - y) ** 2).mean()
+        loss_o = official_rnn_loss(orth, W_in, b, readout_o, x, y)
+        ours.zero_grad()
+        theirs.zero_grad()
+        loss.backward()
+        loss_o.backward()
+        grads = [cell.orthogonal.A.grad, cell.W_in.grad, cell.b.grad,
+                 *(p.grad for p in readout.parameters())]
+        grads_o = [orth.A.grad[rows[0], rows[1]], W_in.grad, b.grad,
+                   *(p.grad for p in readout_o.parameters())]
+        assert not orth.A.grad.tril().any()          # the official lower triangle never moves
+        out.append((loss.item(), loss_o.item(), [t.clone() for t in grads],
+                    [t.clone() for t in grads_o]))
+        ours.step()
+        theirs.step()
+        cell.after_optimizer_step()
+    return out
+
+
+@pytest.mark.parametrize("K,M", [(3, 100), (2, 2)])
+def test_official_rebase_gradient_matches_a_transcription_of_the_official_update(K, M):
+    """rebase_grad=official: losses and every gradient equal the transcription's at 1e-10 over 8
+    steps with rebases on steps 0, K, 2K, ... (M = 2: the base is also projected every 2nd)."""
+    for loss, loss_o, grads, grads_o in train_both("official", K, steps=8, M=M):
+        assert loss == pytest.approx(loss_o, abs=1e-10, rel=0)
+        for a, b in zip(grads, grads_o):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_clean_gradient_differs_from_the_official_one_at_a_rebase_only():
+    """Step 0 (the initial generator folded into the base) and step K = 3 are rebase steps: there
+    the A-gradient differs; between rebases, with the same weights, it is the same."""
+    K = 3
+    cell, readout, *_ = dtriv_pair("clean", K)
+    official, *_ = dtriv_pair("official", K)
+    x = torch.randn(5, 7, 3, dtype=DT)
+
+    def a_grad(c):
+        c.orthogonal.A.grad = None
+        c(x)[0][:, -1].pow(2).sum().backward()
+        return c.orthogonal.A.grad.clone()
+
+    clean0, official0 = a_grad(cell), a_grad(official)
+    assert (clean0 - official0).norm() > 0.1 * clean0.norm()
+    for c in (cell, official):
+        c.after_optimizer_step()               # no rebase after step 1 of K = 3
+    torch.testing.assert_close(a_grad(cell), a_grad(official), atol=1e-12, rtol=0)
+    # over a training run the two differ (losses from step 1 on), the official one as transcribed
+    clean = train_both("clean", K, steps=5)
+    assert clean[0][0] == pytest.approx(clean[0][1], abs=1e-12)     # same start
+    assert abs(clean[4][0] - clean[4][1]) > 1e-6

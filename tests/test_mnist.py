@@ -170,3 +170,132 @@ def test_optional_torchvision_download(tmp_path, monkeypatch):
     module.MNIST = offline
     with pytest.raises(UserError, match="download failed: no network$"):
         _ = build("smnist", tmp_path / "other").spec
+
+
+# ---- val_fraction=0: MomentumRNN's protocol (all 60k trained on, no validation split) ---------
+
+def all_batches(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_val_fraction_zero_trains_on_every_image_and_chooses_on_trained_ones(tmp_path):
+    """The synthetic train set stands for the 60,000: every image is trained on, nothing is held
+    out, and the epoch is chosen on the images the default split would hold out (a subset of
+    train here), never on test."""
+    data = write_mnist(tmp_path, n_train=300, n_test=40)
+    task = build("smnist:val_fraction=0", tmp_path).configure(batch_size=64, train_seed=7)
+    s = task.summary()
+    assert s["train images"] == 300 and s["val images"] == 30 and "none held out" in s["validation"]
+    x, y = all_batches(task.train_dataloader())             # one epoch, shuffled by the seed
+    pixels = torch.from_numpy(data["train_images"].reshape(300, 784) / 255.0).float()
+    order = [int(np.flatnonzero((pixels == row).all(1))[0]) for row in x[:, :, 0]]
+    assert sorted(order) == list(range(300))                 # each training image exactly once
+    assert torch.equal(y, torch.from_numpy(data["train_labels"][order].astype(np.int64)))
+    # the selection images: what val_fraction=0.1 holds out (randperm of the data seed), trained on
+    held_out = torch.randperm(300, generator=torch.Generator().manual_seed(92916))[:30]
+    xv, yv = all_batches(build("smnist:val_fraction=0", tmp_path).configure(64, 0).val_dataloader())
+    assert torch.equal(xv[:, :, 0], pixels[held_out])
+    assert torch.equal(yv, torch.from_numpy(data["train_labels"][held_out.numpy()].astype(np.int64)))
+    default = build("smnist", tmp_path).configure(64, 0)
+    assert torch.equal(all_batches(default.val_dataloader())[1], yv)      # same images, but...
+    assert default.summary()["train images"] == 270                       # ...held out there
+    # the trivial score: the majority class of all 300 training labels, scored on test
+    majority = np.bincount(data["train_labels"], minlength=10).argmax()
+    assert task.spec.trivial == pytest.approx(np.mean(data["test_labels"] == majority))
+    # caps keep the selection images among the trained ones
+    capped = build("smnist:val_fraction=0,n_train=100", tmp_path)
+    xc, _ = all_batches(capped.configure(64, 0).train_dataloader())
+    xs, _ = all_batches(capped.val_dataloader())
+    assert xc.shape[0] == 100 and all((xc[:, :, 0] == row).all(1).any() for row in xs[:, :, 0])
+    assert torch.equal(xs[:, :, 0], pixels[held_out[held_out < 100]])
+
+
+def test_val_fraction_zero_with_per_seed_permutation_is_momentumrnn_protocol(tmp_path):
+    data = write_mnist(tmp_path, n_train=50, n_test=10)
+    task = build("pmnist:val_fraction=0,permute_per_seed=true", tmp_path).configure(8, 3)
+    x, _ = first_batch(task.test_dataloader())
+    raw = torch.from_numpy(data["test_images"].reshape(10, 784) / 255.0).float()
+    assert torch.equal(x[:, :, 0], raw[:, torch.from_numpy(np.random.RandomState(3).permutation(784))])
+    assert parse_task("pmnist:val_fraction=0,permute_per_seed=true").id == \
+        "pmnist:data_seed=92916,n_test=0,n_train=0,n_val=0,permute_per_seed=True,val_fraction=0.0"
+    with pytest.raises(UserError, match=r"val_fraction=1.0 is out of range; valid: \[0, 1\)"):
+        parse_task("pmnist:val_fraction=1")
+
+
+def test_val_fraction_zero_refuses_a_budget_that_tunes(tmp_path):
+    """Tuning would choose hyperparameters on training images: refused in one line naming the
+    value and the valid choices; a preset that tunes nothing (trials = 1) passes."""
+    import dataclasses
+
+    from bench.budget import load_budget
+    from bench.registry import parse_spec
+    write_mnist(tmp_path, n_train=40, n_test=10)
+    task = build("pmnist:val_fraction=0", tmp_path)
+    default = load_budget("default")                          # 6 trials, lr in a range
+    with pytest.raises(UserError) as e:
+        task.check_budget(default, [parse_spec("lstm"), parse_spec("momentum_lstm")])
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg == ("pmnist: val_fraction=0 holds out no validation split, so the 6 tuning trials "
+                   "of budget default would choose lr, mu, s on training images; valid: "
+                   "val_fraction in (0, 1), or val_fraction=0 with a preset that tunes nothing "
+                   "(trials = 1, e.g. paper-pmnist-lstm)")
+    # several trials over nothing to choose, one trial, or a held-out split: nothing refused
+    fixed = dataclasses.replace(default, optimizer={"name": "adam", "lr": 1e-3})
+    task.check_budget(fixed, [parse_spec("lstm")])
+    task.check_budget(load_budget("paper-pmnist-lstm"), [parse_spec("momentum_lstm")])
+    build("pmnist", tmp_path).check_budget(default, [parse_spec("momentum_lstm")])
+
+
+def test_run_refuses_tuning_without_a_validation_split_and_writes_nothing(tmp_path):
+    """What a user meets: `run` with val_fraction=0 and a tuning preset exits 2 with one line,
+    before any storage exists."""
+    import os
+    import subprocess
+    write_mnist(tmp_path / "data", n_train=40, n_test=10)
+    p = subprocess.run([sys.executable, "-m", "bench", "run", "--task",
+                        f"pmnist:val_fraction=0,data_dir={tmp_path / 'data'}", "--cells", "lstm",
+                        "--budget", "smoke", "--no-progress"], cwd=tmp_path, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "val_fraction=0 holds out no validation split" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_val_fraction_zero_run_reports_both_selections_from_its_curves(tmp_path):
+    """One short run: the main value is the test accuracy at the epoch of best accuracy on the
+    training images (the first such epoch), the published value the maximum test accuracy over
+    epochs; both recomputed here from the per-epoch curves the run stored."""
+    import dataclasses
+    import math
+
+    import pandas as pd
+
+    from bench import report as rp
+    from bench.budget import load_budget
+    from bench.registry import parse_spec
+    from bench.train import train_run
+    write_mnist(tmp_path, n_train=64, n_test=32)
+    task = build("smnist:val_fraction=0", tmp_path)
+    task.setup("fit")
+    budget = dataclasses.replace(load_budget("smoke"), epochs=4, batch_size=16)
+    runs = []
+    for seed in (1, 2):
+        r = train_run(task, parse_spec("lstm"), {"forget_bias": 1.0}, 4, budget,
+                      {"name": "adam", "lr": 3e-2}, seed=seed)
+        assert len(r.curve) == len(r.test_curve) == 4
+        best = max(range(4), key=lambda i: (r.curve[i], -i))          # first of the best
+        assert r.best_epoch == best and r.test == pytest.approx(r.test_curve[best])
+        runs.append(r)
+    frame = pd.DataFrame([{"state": "COMPLETE", "curve": r.curve, "test_curve": r.test_curve}
+                          for r in runs])
+    published = sum(max(r.test_curve) for r in runs) / 2
+    assert rp._best_test_any_epoch(frame, minimize=False) == pytest.approx(published)
+    assert [rp.anytime_test(row, 4, False) for row in frame.itertuples()] == \
+        pytest.approx([r.test for r in runs])
+    assert published >= sum(r.test for r in runs) / 2 and not math.isnan(published)
+    assert task.selection == ("the epoch of best accuracy on 6 training images "
+                              "(val_fraction=0: no validation split)")
+    assert build("smnist", tmp_path).selection == "the best validation epoch"

@@ -140,7 +140,9 @@ def test_two_workers_equal_one(reference, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "2 workers" in p.stdout
     assert table(p.stdout) == ref
-    assert check_exact_budget(f"journal:{tmp_path / 'two.journal'}") == {}
+    # no worker died, so nothing was interrupted; two workers may queue one unit at once (the
+    # copy is failed as a duplicate before it trains)
+    assert set(check_exact_budget(f"journal:{tmp_path / 'two.journal'}")) <= {"duplicate"}
 
 
 def test_kill_injection_on_the_journal(reference, tmp_path):

@@ -21,7 +21,8 @@ from torch import Tensor
 from bench.cell import State
 from bench.graphs import replay
 from bench.kernels.filter import decayed, exp_filter
-from bench.kernels.orthogonal import INIT, REBASE_EVERY, OrthogonalCell, modrelu, modrelu_scan
+from bench.kernels.orthogonal import (INIT, REBASE_EVERY, REBASE_GRAD, OrthogonalCell, modrelu,
+                                      modrelu_scan)
 from bench.momentum.adaptive import BETA, EPS
 from bench.momentum.rnn import MOMENTUM, STEP_SIZE
 from bench.registry import register_cell
@@ -31,8 +32,8 @@ class _MomentumOrthogonal(OrthogonalCell):
     """The momentum dtriv cells: V is dtriv's input map W_in, renamed as in the paper."""
 
     def __init__(self, input_size: int, hidden_size: int, mu: float, s: float, K: float,
-                 init: str):
-        super().__init__(input_size, hidden_size, K=K, init=init)
+                 init: str, rebase_grad: str = "clean"):
+        super().__init__(input_size, hidden_size, K=K, init=init, rebase_grad=rebase_grad)
         self.mu, self.s = float(mu), float(s)
 
     @property
@@ -47,7 +48,7 @@ class _MomentumOrthogonal(OrthogonalCell):
 
 @register_cell("momentum_dtriv", hparams=(
     dataclasses.replace(MOMENTUM, default=0.3), dataclasses.replace(STEP_SIZE, default=0.3),
-    REBASE_EVERY, INIT))
+    REBASE_EVERY, INIT, REBASE_GRAD))
 class MomentumDTriv(_MomentumOrthogonal):
     """dtriv orthogonal RNN whose input drive carries heavy-ball momentum (official pMNIST
     setting at n 360/512: mu 0.3, s 0.3, K inf)."""
@@ -69,7 +70,7 @@ class MomentumDTriv(_MomentumOrthogonal):
 
 @register_cell("adam_dtriv", hparams=(
     dataclasses.replace(MOMENTUM, default=0.3), dataclasses.replace(STEP_SIZE, default=0.3),
-    dataclasses.replace(BETA, default=0.8), REBASE_EVERY, INIT))
+    dataclasses.replace(BETA, default=0.8), REBASE_EVERY, INIT, REBASE_GRAD))
 class AdamDTriv(_MomentumOrthogonal):
     """dtriv orthogonal RNN with an Adam-normalised momentum drive. The recipes publish no
     adam_dtriv setting; the defaults (mu 0.3, s 0.3, beta 0.8) are those the authors' logged
@@ -79,8 +80,8 @@ class AdamDTriv(_MomentumOrthogonal):
     state_names = ("h", "v", "r")
 
     def __init__(self, input_size: int, hidden_size: int, mu: float, s: float, beta: float,
-                 K: float, init: str):
-        super().__init__(input_size, hidden_size, mu, s, K=K, init=init)
+                 K: float, init: str, rebase_grad: str = "clean"):
+        super().__init__(input_size, hidden_size, mu, s, K=K, init=init, rebase_grad=rebase_grad)
         self.beta = float(beta)
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:

@@ -1,0 +1,155 @@
+"""The reproduction scripts and the paper presets they run: each script runs its preset's task and
+cells, the presets pin everything their single trial could sample, the MomentumRNN presets select
+that paper's data protocol, and the comparison prints published and measured values with the
+right labels (checked on values computed here)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.budget import load_budget
+from bench.registry import create_cell, parse_spec
+from bench.task import parse_task
+
+ROOT = Path(__file__).resolve().parent.parent
+REPRO = ROOT / "scripts" / "reproduce"
+sys.path.insert(0, str(REPRO))
+
+from published import PRESETS  # noqa: E402
+import compare  # noqa: E402
+import copy_task  # noqa: E402
+
+MOMENTUM_PMNIST = ["paper-pmnist-lstm", "paper-pmnist-dtriv-n170", "paper-pmnist-dtriv-n360",
+                   "paper-pmnist-dtriv-n512"]
+
+
+def test_every_paper_preset_has_a_script_running_its_task_and_cells():
+    presets = sorted(p.stem for p in (ROOT / "studies").glob("paper-*.toml"))
+    assert sorted(PRESETS) == presets
+    for name, rep in PRESETS.items():
+        script = REPRO / f"{name}.sh"
+        assert script.is_file() and os.access(script, os.X_OK), name
+        text = script.read_text()
+        if name == "paper-copy":
+            assert "--cells " + ",".join(rep.cells) in text and "copy_task.py" in text
+        else:
+            assert text.rstrip().splitlines()[-1] == \
+                f'run_preset {name} "{rep.task}" "{",".join(rep.cells)}"'
+        for cell, pub in rep.published.items():
+            assert cell in rep.cells and pub.source
+            if pub.value is not None:      # a published number is printed with its source
+                assert f"{cell}: {pub.value}" in text or name == "paper-copy"
+        b = load_budget(name)
+        task = parse_task(rep.task, b.tasks.get(rep.task.partition(":")[0], {}))
+        for cell in rep.cells:
+            parse_spec(cell).resolve(b.cells, context={"seq_len": 784})
+        assert task.name in ("pmnist", "timit", "copy")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_paper_presets_tune_nothing(name):
+    """One trial at fixed learning rates, and no cell of the published table left with anything
+    to sample (TPE's single trial would draw it at random and the seeds would train that)."""
+    b = load_budget(name)
+    assert b.trials == 1
+
+    def fixed(opt):
+        return not isinstance(opt.get("lr"), list) and all(
+            fixed(v) for v in opt.values() if isinstance(v, dict))
+
+    assert fixed(b.optimizer)
+    for cell in PRESETS[name].cells:
+        assert parse_spec(cell).searched(b.cells) == {}, cell
+
+
+@pytest.mark.parametrize("name", MOMENTUM_PMNIST)
+def test_momentumrnn_pmnist_presets_select_its_data_protocol(name):
+    """All 60k trained on, the permutation of the training seed, the published selection shown;
+    the comment names the two differences that remain."""
+    b = load_budget(name)
+    task = dict(parse_task("pmnist", b.tasks["pmnist"]).options)
+    assert task["val_fraction"] == 0.0 and task["permute_per_seed"] is True
+    assert b.protocol == "published"
+    comment = "\n".join(line for line in b.source.splitlines() if line.startswith("#"))
+    assert "1. validation split" in comment and "2. selection" in comment
+    assert "val_fraction=0.1,permute_per_seed=false" in comment      # how to run ours
+
+
+@pytest.mark.parametrize("name,init,K", [("paper-pmnist-dtriv-n170", "cayley", 1),
+                                         ("paper-pmnist-dtriv-n360", "cayley", math.inf),
+                                         ("paper-pmnist-dtriv-n512", "cayley", math.inf),
+                                         ("paper-timit-dtriv", "henaff", math.inf),
+                                         ("paper-copy", "henaff", 100)])
+def test_dtriv_presets_use_the_scripts_init_and_rebase_gradient(name, init, K):
+    b = load_budget(name)
+    for cell in ("dtriv", "momentum_dtriv", "adam_dtriv"):
+        hp = parse_spec(cell).resolve(b.cells)
+        assert (hp["init"], hp["K"], hp["rebase_grad"]) == (init, K, "official"), cell
+
+
+def test_paper_copy_is_the_1_copying_setting():
+    b = load_budget("paper-copy")
+    copy = b.tasks["copy"]
+    assert (b.hidden, b.batch_size, b.grad_clip) == (190, 128, None)
+    assert b.epochs * copy["n_train"] // b.batch_size == 4000 and copy["L"] == 1000 and copy["fresh"]
+    assert b.optimizer == {"name": "rmsprop", "lr": 2e-4, "orthogonal": {"name": "rmsprop", "lr": 2e-5}}
+    assert parse_spec("lstm").resolve(b.cells)["forget_bias"] == 0.0
+
+
+def test_compare_prints_published_and_both_selections_with_their_labels():
+    report = {"task": "pmnist:data_seed=92916,n_test=0,n_train=0,n_val=0,permute_per_seed=True,"
+                      "val_fraction=0.0", "metric": "accuracy",
+              "rows": [{"cell": "lmu", "mean": 0.95, "std": 0.01, "n": 6,
+                        "best_test_any_epoch": 0.9612}]}
+    text = compare.table(report, "paper-pmnist-lmu", wall_s=7200, hardware="NVIDIA H200")
+    row = next(line for line in text.splitlines() if line.startswith("| lmu"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "97.15%" and "psMNIST-standard.ipynb" in cells[2]
+    assert cells[3] == "95.00% ± 1.00%" and cells[4] == "96.12%" and cells[5] == "6"
+    header = text.splitlines()[1]
+    assert "epoch of best accuracy on training images (no validation split)" in header
+    assert "published selection on our runs (best test epoch)" in header
+    assert text.endswith("Measured on NVIDIA H200 in 2.00 h wall time.")
+    honest = compare.table({**report, "task": "pmnist:val_fraction=0.1"}, "paper-pmnist-lmu")
+    assert "ours: test at the best validation epoch" in honest.splitlines()[1]
+    missing = compare.table({"task": "pmnist", "rows": []}, "paper-pmnist-lstm")
+    assert "| momentum_lstm | not transcribed | MomentumRNN" in missing and "| not run |" in missing
+
+
+def test_copy_script_logs_fresh_batch_losses_and_stops_every_cell_at_the_same_iteration(tmp_path):
+    """Three iterations of two cells at L = 10: the logged loss of iteration 0 is the
+    cross-entropy of a freshly built model (same seed) on fresh batch 0, recomputed here; a
+    deadline stops both cells after the same round."""
+    log = tmp_path / "copy.jsonl"
+    with open(log, "w") as f:
+        rows, done = copy_task.train_all(["dtriv", "lstm"], "paper-copy", 10, 3, 0, f, 64, None)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    losses = {c: [r["loss"] for r in lines if r.get("cell") == c] for c in ("dtriv", "lstm")}
+    assert done == 3 and all(len(v) == 3 for v in losses.values())
+    b = load_budget("paper-copy")
+    task = parse_task("copy:L=10", b.tasks["copy"]).build()
+    for cell in ("dtriv", "lstm"):
+        torch.manual_seed(0)
+        hp = parse_spec(cell).resolve(b.cells, {}, {"seq_len": 30})
+        model_cell = create_cell(cell, 10, 190, **hp)
+        readout = torch.nn.Linear(190, 9)
+        x, y = copy_task.fresh_batch(task, 0, 128, 0)
+        with torch.no_grad():
+            logits = readout(model_cell(x)[0])
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, 9), y.reshape(-1)).item()
+        assert losses[cell][0] == pytest.approx(ce, rel=1e-5)
+    assert rows[0]["baseline"] == pytest.approx(10 * math.log(8) / 30)
+    with open(tmp_path / "deadline.jsonl", "w") as f:
+        rows, done = copy_task.train_all(["momentum_lstm", "lstm"], "paper-copy", 10, 50, 0, f,
+                                         64, deadline_s=1e-9)
+    assert done == 1 and [r["iterations"] for r in rows] == [1, 1]
+    # a fresh batch is new data: iteration 1 differs from iteration 0, and from the test seed
+    assert not torch.equal(copy_task.fresh_batch(task, 0, 8, 0)[0], copy_task.fresh_batch(task, 1, 8, 0)[0])
+    assert re.search(r"4000", (REPRO / "paper-copy.sh").read_text())

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import pytorch_lightning as pl
 
 from bench.budget import Budget
 from bench.registry import CellSpec
@@ -107,6 +106,7 @@ INDEX_CELL, INDEX_KIND = "all cells", "index"
 @functools.cache
 def provenance() -> dict[str, str]:
     """Package versions and the git commit of this checkout, stored with every run."""
+    import pytorch_lightning as pl   # here, not at import: `report` and `list` never train
     import torch
     root = Path(__file__).resolve().parent.parent
     try:

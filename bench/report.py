@@ -12,9 +12,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import across, plots, stats, studies
+from bench.studies import counted
 from bench.errors import UserError
 from bench.experiment import Experiment
-from bench.tune import counted
 
 FORMATS = ("md", "latex", "csv", "json")
 TrialState = optuna.trial.TrialState
@@ -31,9 +31,6 @@ class Report:
     trivial_note: str            # the nominal formula
     threshold: float             # a seed solves when its test value beats this
     margin: float = 0.1          # the share of the trivial score a solve must beat it by
-    #: what each run's reported epoch is chosen on (the task says: pmnist with val_fraction=0
-    #: selects on training images)
-    selection: str = "the best validation epoch"
     reference: str = "lstm"
     rows: list[dict] = field(default_factory=list)
     footer: list[str] = field(default_factory=list)
@@ -42,6 +39,9 @@ class Report:
     seeds: dict[str, list[dict]] = field(default_factory=dict)
     #: budget, seeds, versions, commit and the command that reproduces the table
     provenance: dict[str, str] = field(default_factory=dict)
+    #: what each run's reported epoch is chosen on (the task says: pmnist with val_fraction=0
+    #: selects on training images)
+    selection: str = "the best validation epoch"
 
 
 RUN_COLUMNS = ["cell", "seed", "state", "test", "val", "best_epoch", "curve", "test_curve",

@@ -23,6 +23,13 @@ def trials(storage: optuna.storages.BaseStorage, name: str) -> list[optuna.trial
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
+def counted(t: optuna.trial.FrozenTrial) -> bool:
+    """A trial that used budget: finished, pruned, or diverged (an interrupted or duplicate one
+    did not)."""
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith("diverged"))
+
+
 LEASE = "bench:lease"      # system attribute: {host, pid, time} of the process training the trial
 
 

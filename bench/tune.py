@@ -16,6 +16,7 @@ import optuna
 import pytorch_lightning as pl
 
 from bench import studies
+from bench.studies import counted  # noqa: F401 - re-exported: where callers look for it
 from bench.budget import Budget, budget_json
 from bench.experiment import Experiment, provenance
 from bench.errors import UserError
@@ -26,13 +27,6 @@ from bench.task import TaskData
 from bench.train import size_and_hparams, train_run
 
 TrialState = optuna.trial.TrialState
-
-
-def counted(t: optuna.trial.FrozenTrial) -> bool:
-    """A trial that used budget: finished, pruned, or diverged (an interrupted or duplicate one
-    did not)."""
-    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith("diverged"))
 
 
 def open_study(storage, exp: Experiment, spec: CellSpec, kind: str, data: TaskData) -> optuna.Study:

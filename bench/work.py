@@ -271,7 +271,11 @@ class Worker:
             if trial is None:
                 continue
             key = t.user_attrs[KEY]
-            unit = units(study.get_trials(deepcopy=False)).get(key)
+            try:
+                unit = units(study.get_trials(deepcopy=False)).get(key)
+            except BaseException:       # Ctrl-C right after the claim: give the unit back
+                studies.fail(study, trial.number, "interrupted")
+                raise
             if unit is None or unit.number != t.number:     # a later copy of a live unit
                 studies.fail(study, trial.number, "duplicate")
                 continue
@@ -311,7 +315,11 @@ class Worker:
         got = self.claim()
         if got is None:
             return False
-        self.run_claimed(*got)
+        try:
+            self.run_claimed(*got)
+        except BaseException:     # a signal before training began: the unit is run again
+            studies.fail(got[1], got[2].number, "interrupted")      # no-op once it is finished
+            raise
         return True
 
     def run(self, keep_going: Callable[[], bool] = lambda: True) -> None:

@@ -556,9 +556,9 @@ def cmd_run(args) -> int:
         bar.close()
     print(f"done in {time.perf_counter() - start:.0f} s\n")
     rep = rp.build(storage, exp, [str(s) for s in specs], args.test, args.reference, args.alpha)
-    from bench.dashboard import artifact_dir
+    from bench.dashboard import artifact_dir, publish
     # the table as notes and the plots as artifacts, visible in optuna-dashboard
-    rp.save_notes(storage, exp, rep, artifact_dir(args.storage)[0])
+    publish(storage, exp, rep, artifact_dir(args.storage)[0])
     print(rp.render(rep, "md"))
     return 0
 
@@ -949,8 +949,10 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (`bench list | head -1`): stop quietly, as coreutils do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
-    except (KeyboardInterrupt, SystemExit) as e:
-        if isinstance(e, SystemExit) and _signal is None:
+    except BaseException as e:
+        # after a signal, whatever the cleanup raised on its way out (Lightning's sys.exit(1), a
+        # storage call cut short) ends here: one line and 128 + signal
+        if _signal is None and not isinstance(e, KeyboardInterrupt):
             raise
         sig = _signal or signal.SIGINT
         print(f"\ninterrupted by {signal.Signals(sig).name}: finished runs are stored, the running "

@@ -82,7 +82,9 @@ def seed_runs(storage, exp: Experiment, cells: list[str] | None = None, kind: st
         if cells is not None and cell not in cells:
             continue
         attrs[cell] = dict(summaries[name].user_attrs)
-        for t in studies.trials(storage, name):
+        # in unit order (the seed), not storage order: workers store units in any order
+        for t in sorted(studies.trials(storage, name),
+                        key=lambda t: (t.user_attrs.get("seed", t.number), t.number)):
             if not counted(t):
                 continue
             u = t.user_attrs
@@ -453,11 +455,3 @@ def grid_table(rep: Report, grid: list[tuple[str, list[str]]], cell_of: dict[tup
 SEEDS_NOTE = ("**This study holds the final runs: one trial per seed, its value the test metric "
               "at the best-validation epoch. Its \"Best Trial\" is the luckiest seed, not the "
               "result; the result is the table below (written by `bench run`/`report`).**\n\n")
-
-
-def save_notes(storage, exp: Experiment, rep: Report, artifacts: Path | None = None) -> int:
-    """The comparison table as an optuna-dashboard note on every shown cell's seeds study and on
-    the experiment's index study, plus the plots as artifacts of the index when ``artifacts``
-    (a folder, ``bench.dashboard.artifact_dir``) is given; returns how many notes it holds."""
-    from bench.dashboard import publish
-    return len(publish(storage, exp, rep, artifacts).notes)

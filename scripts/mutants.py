@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ("bench", "baselines", "tasks", "studies", "tests", "pyproject.toml")
 TESTS = ["tests/test_stats.py", "tests/test_protocol.py",
+         "tests/test_workers.py::test_stale_leases",
+         "tests/test_workers.py::test_a_unit_queued_twice_is_trained_once",
          "tests/test_e2e.py::test_run_prints_table_with_both_cells_and_n_seeds",
          "tests/test_e2e.py::test_no_verdict_between_cells_that_never_beat_trivial",
          "tests/test_e2e.py::test_report_cells_is_the_family"]
@@ -45,8 +47,8 @@ MUTANTS = [
     ("pooled SD unweighted", "bench/stats.py",
      "((na - 1) * sa ** 2 + (nb - 1) * sb ** 2) / (na + nb - 2)", "(sa ** 2 + sb ** 2) / 2"),
     ("Holm family is every cell in the storage", "bench/report.py",
-     "runs, attrs = seed_runs(storage, exp, cells)\n    missing",
-     "runs, attrs = seed_runs(storage, exp, None)\n    missing"),
+     "runs, attrs = seed_runs(storage, exp, cells, summaries=summaries)",
+     "runs, attrs = seed_runs(storage, exp, None, summaries=summaries)"),
     ("direction of the verdict from the means", "bench/stats.py",
      'verdict, reason = ("better", "") if eff > 0.5 else ("worse", "") if eff < 0.5 \\',
      'verdict, reason = ("better", "") if (np.nanmean(g) < np.nanmean(ref)) == minimize '
@@ -68,8 +70,9 @@ MUTANTS = [
     ("budget-sensitive verdicts never marked", "bench/report.py",
      'sensitive = bool(comp and half and comp.verdict != "reference" and half.verdict != comp.verdict)',
      "sensitive = False"),
-    ("final seeds ignore the tuned configuration", "bench/tune.py",
-     "        study.enqueue_trial(params, skip_if_exists=False)\n", ""),
+    ("final seeds ignore the tuned configuration", "bench/work.py",
+     "params, source = best_config(tune, spec, b)",
+     "params, source = __import__('bench.tune').tune.default_config(spec, b), 'registered'"),
     ("no completed trial: seeds sample random configurations", "bench/tune.py",
      "        return default_config(spec, budget), \"registered defaults (no tuning trial completed)\"",
      "        return {}, \"registered defaults (no tuning trial completed)\""),
@@ -86,6 +89,10 @@ MUTANTS = [
      " scale=x.std(ddof=1) / math.sqrt(len(x)))))\n"),
     ("Cohen's d reported for near-zero SDs", "bench/stats.py",
      "        if s == 0 or s < NEAR_ZERO_CV * abs(g.mean()):", "        if s == 0:"),
+    ("a unit queued twice keeps the later copy", "bench/work.py",
+     "for t in sorted(trials, key=lambda t: t.number):", "for t in sorted(trials, key=lambda t: -t.number):"),
+    ("a lease never expires (a stalled worker's unit is never rerun)", "bench/work.py",
+     '    return now - float(lease["time"]) > LEASE_S', "    return False"),
 ]
 
 

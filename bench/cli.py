@@ -37,7 +37,7 @@ def _command(sub, name: str, help: str, example: str) -> _Parser:
 def quiet_libraries() -> None:
     """Silence what Lightning, Optuna and PyTorch print on every run (the CLI prints instead)."""
     import optuna
-    import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO: set them after)
+    # set before Lightning is imported (only training imports it): bench.lightning keeps the level
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -506,9 +506,9 @@ def _workers(args) -> tuple[int, list[str | None]]:
 def _prepare(args, verb: str):
     """Everything a training command checks before it writes: the experiment, the device, the
     storage (opened, locked if SQLite, its preset checked) and the task's data."""
+    from bench.sizing import size_and_hparams
     from bench.storage import check_url, check_workers, hold, open_storage
-    from bench.train import size_and_hparams
-    from bench.tune import check_budget
+    from bench.studies import check_budget
 
     exp, specs = _experiment(args)
     _check_device(args.device)
@@ -530,12 +530,12 @@ def _prepare(args, verb: str):
 
 
 def cmd_run(args) -> int:
+    exp, specs, data, storage, n, visible = _prepare(args, "run")    # first: bad input starts fast
     from bench import report as rp
     from bench.progress import Eta
     from bench.storage import is_single_process, mask_url
     from bench.work import run_experiment, stored_work
 
-    exp, specs, data, storage, n, visible = _prepare(args, "run")
     b = exp.budget
     total = len(specs) * (b.trials + b.seeds)
     done, remaining, times = stored_work(storage, exp, specs)
@@ -592,14 +592,14 @@ def _run_workers(args, exp, specs, storage, n: int, visible: list[str | None], b
 def cmd_worker(args) -> int:
     """``worker``: claim and train this experiment's units until every one is stored; poll while
     other workers hold the last ones (a crashed holder's unit comes back after its lease)."""
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    exp, specs, data, storage, _, _ = _prepare(args, "worker")    # first: bad input starts fast
     from bench.progress import Silent
     from bench.storage import is_single_process, mask_url
     from bench.work import Worker, stored_work
 
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    exp, specs, data, storage, _, _ = _prepare(args, "worker")
     printer = Silent() if args.quiet else _UnitPrinter()
     if not args.quiet:
         left = len(stored_work(storage, exp, specs)[1])

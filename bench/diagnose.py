@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
 from bench.cell import Cell
+from bench.lightning import pl
 
 
 def hidden_grad_norms(cell: Cell, loss_of_hidden: Callable[[Tensor], Tensor], x: Tensor) -> list[float]:
@@ -79,7 +79,8 @@ def diagnose_cell(storage, exp, spec, data, batch: tuple[Tensor, Tensor], at: se
     import optuna
 
     from bench import studies
-    from bench.train import size_and_hparams, train_run
+    from bench.sizing import size_and_hparams
+    from bench.train import train_run
     from bench.tune import default_config, suggest
 
     b = exp.budget

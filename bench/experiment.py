@@ -8,6 +8,7 @@ import platform
 import subprocess
 from collections.abc import Container
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import optuna
@@ -106,7 +107,6 @@ INDEX_CELL, INDEX_KIND = "all cells", "index"
 @functools.cache
 def provenance() -> dict[str, str]:
     """Package versions and the git commit of this checkout, stored with every run."""
-    import pytorch_lightning as pl   # here, not at import: `report` and `list` never train
     import torch
     root = Path(__file__).resolve().parent.parent
     try:
@@ -118,4 +118,4 @@ def provenance() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return {"git_commit": commit, "python": platform.python_version(), "torch": torch.__version__,
-            "pytorch_lightning": pl.__version__, "optuna": optuna.__version__}
+            "pytorch_lightning": metadata.version("pytorch-lightning"), "optuna": optuna.__version__}

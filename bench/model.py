@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import torchmetrics
@@ -11,6 +10,7 @@ from torch import Tensor, nn
 
 from bench.cell import Cell
 from bench.graphs import run_cell
+from bench.lightning import pl
 from bench.optim import build_optimizer
 from bench.task import TaskSpec
 
@@ -24,11 +24,6 @@ def make_metric(spec: TaskSpec) -> torchmetrics.Metric:
     if spec.metric == "accuracy":
         return torchmetrics.classification.MulticlassAccuracy(spec.output_size, average="micro")
     return torchmetrics.MeanMetric()
-
-
-def model_parameters(cell: Cell, spec: TaskSpec) -> int:
-    """Degrees of freedom of cell plus readout (what published sizes count)."""
-    return cell.num_parameters() + cell.hidden_size * spec.output_size + spec.output_size
 
 
 class SeqModel(pl.LightningModule):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Protocol
 
-import pytorch_lightning as pl
+from bench.lightning import pl
 
 
 class Progress(Protocol):

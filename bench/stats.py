@@ -15,14 +15,13 @@ Conventions used throughout:
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
 TESTS = {"mwu": "Mann-Whitney U", "welch": "Welch's t-test"}
 MIN_N = 6               # with 3 seeds a side the exact two-sided MWU p is never below 0.1
@@ -39,6 +38,14 @@ BOOTSTRAP_SEED = 0      # fixed so that a table is reproducible
 def _array(values: Sequence[float]) -> np.ndarray:
     """Values as a 1-d float array."""
     return np.asarray(values, dtype=float).reshape(-1)
+
+
+@functools.cache
+def _sps():
+    """scipy.stats, imported on first use (with statsmodels, 2 s of start-up): commands that only
+    check input or list things never compute a statistic."""
+    from scipy import stats
+    return stats
 
 
 def _worst_filled(values: Sequence[float], minimize: bool) -> np.ndarray:
@@ -72,7 +79,7 @@ def _exact_mwu(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) > len(y):
         x, y = y, x                                # same two-sided p; smaller DP table
     n, big_n = len(x), len(x) + len(y)
-    doubled = np.rint(2 * sps.rankdata(np.concatenate([x, y]))).astype(int)  # midranks are k/2
+    doubled = np.rint(2 * _sps().rankdata(np.concatenate([x, y]))).astype(int)  # midranks are k/2
     counts = _subset_sum_counts(doubled, n)
     center = n * (big_n + 1)                       # 2 * E[rank sum of x]
     observed = abs(int(doubled[:n].sum()) - center)
@@ -88,7 +95,7 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials; (nan, nan) when n = 0."""
     if n == 0:
         return (math.nan, math.nan)
-    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    z = float(_sps().norm.ppf(0.5 + confidence / 2))
     p = k / n
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
@@ -127,7 +134,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # DegenerateDataWarning: handled by the fallback
-            ci = sps.bootstrap((x,), np.mean, confidence_level=confidence, method=method,
+            ci = _sps().bootstrap((x,), np.mean, confidence_level=confidence, method=method,
                                n_resamples=N_RESAMPLES, rng=BOOTSTRAP_SEED,
                                vectorized=True).confidence_interval
         lo, hi = float(ci.low), float(ci.high)
@@ -162,8 +169,8 @@ def mwu(a: Sequence[float], b: Sequence[float], minimize: bool) -> float:
         return _exact_mwu(x, y)
     # Large samples only: scipy's choice (exact without ties at small n, else tie-corrected
     # normal). Infinities rank like any other value, so give scipy their ranks as stand-ins.
-    ranks = sps.rankdata(pooled)
-    return float(sps.mannwhitneyu(ranks[:len(x)], ranks[len(x):], alternative="two-sided",
+    ranks = _sps().rankdata(pooled)
+    return float(_sps().mannwhitneyu(ranks[:len(x)], ranks[len(x):], alternative="two-sided",
                                   method="auto").pvalue)
 
 
@@ -183,7 +190,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> float:
     """Welch's t-test p; nan if a group has a non-finite value, < 2 values or both zero variance."""
     if welch_reason(a, b):
         return math.nan
-    return float(sps.ttest_ind(_array(a), _array(b), equal_var=False).pvalue)
+    return float(_sps().ttest_ind(_array(a), _array(b), equal_var=False).pvalue)
 
 
 def pvalue(a: Sequence[float], b: Sequence[float], test: str, minimize: bool) -> float:
@@ -311,6 +318,7 @@ def compare(groups: dict[str, list[float]], reference: str, minimize: bool, test
     testable = [c for c in others if not math.isnan(raw[c])]
     adj = {c: math.nan for c in others}
     if testable:
+        from statsmodels.stats.multitest import multipletests
         _, corrected, _, _ = multipletests([raw[c] for c in testable], alpha=alpha, method="holm")
         adj.update({c: float(p) for c, p in zip(testable, corrected)})
     nan = math.nan

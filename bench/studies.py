@@ -7,7 +7,14 @@ trial by number with a reason; those calls go through the storage here and nowhe
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
+
+from bench.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.budget import Budget
 
 TrialState = optuna.trial.TrialState
 
@@ -63,3 +70,13 @@ def fail(study: optuna.Study, number: int, reason: str) -> None:
 def mark_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Fail a RUNNING trial whose process is gone, with the reason ``interrupted``."""
     fail(study, trial.number, "interrupted")
+
+
+def check_budget(storage: optuna.storages.BaseStorage, budget: Budget) -> None:
+    """Refuse a preset whose content differs from what the storage holds under the same name."""
+    for name, s in summaries(storage).items():
+        stored = s.user_attrs.get("budget_fingerprint")
+        if s.user_attrs.get("budget") == budget.name and stored and stored != budget.fingerprint:
+            raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
+                            f"from the one stored under that name (fingerprint {stored}); give the "
+                            "changed preset another name, or use another --storage")

@@ -1,4 +1,6 @@
-"""What a task is: a TaskSpec (sizes, loss, metric, trivial score) and a LightningDataModule.
+"""What a task is: a TaskSpec (sizes, loss, metric, trivial score) and its data, as batches per
+split. Tasks do not import Lightning (parsing a task or reporting on it never trains);
+:func:`bench.train.data_module` is the LightningDataModule a run trains from.
 
 Task options are given as ``name:k=v,k=v`` (``adding:T=200``); a budget preset may set defaults.
 Data come from the task's ``data_seed`` only, never from the training seed, which only orders
@@ -9,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Sequence
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -104,8 +105,8 @@ class Batches:
             yield self.transform(*(t[idx] for t in self.tensors))
 
 
-class TaskData(pl.LightningDataModule):
-    """Base data module: subclasses set ``spec`` and build train/val/test in ``setup()``.
+class TaskData:
+    """A task's data: subclasses set ``spec`` and build train/val/test in ``setup()``.
 
     Batches are ``(x, y)`` or ``(x, y, mask)``: x (B, T, input_size); y (B,) or (B, output) for a
     last-step readout, (B, T) or (B, T, output) for every step; mask (B, T) marks valid steps.
@@ -117,9 +118,11 @@ class TaskData(pl.LightningDataModule):
     eval_batch: int = 1000
 
     def __init__(self) -> None:
-        super().__init__()
         self.batch_size = 64
         self.train_seed = 0
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build or read the splits (nothing to do unless a subclass needs it)."""
 
     def configure(self, batch_size: int, train_seed: int, test_each_epoch: bool = False) -> "TaskData":
         """Set what one run needs: the batch size, the seed that orders training batches, and

@@ -7,13 +7,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 
 from bench.budget import Budget
-from bench.errors import UserError
-from bench.model import Diverged, SeqModel, model_parameters
+from bench.lightning import pl
+from bench.model import Diverged, SeqModel
 from bench.registry import CellSpec, create_cell
+from bench.sizing import model_parameters
 from bench.task import TaskData, TaskSpec
 
 
@@ -66,32 +66,29 @@ def make_trainer(device: str, epochs: int, grad_clip: float | None,
         deterministic=device == "cpu", callbacks=callbacks, **limits)
 
 
-def size_for(spec: CellSpec, hparams: dict, task: TaskSpec, params: int, tol: float = 0.02) -> int:
-    """The hidden size whose model (cell + readout) has the parameter count closest to ``params``."""
-    def count(h: int) -> int:
-        return model_parameters(create_cell(spec, task.input_size, h, **hparams), task)
+class _DataModule(pl.LightningDataModule):
+    """Lightning's view of a task's data (tasks themselves do not import Lightning)."""
 
-    lo, hi = 1, 1
-    while count(hi) < params:
-        lo, hi = hi, hi * 2
-        if hi > 1 << 16:
-            raise UserError(f"{spec}: no hidden size reaches {params} parameters")
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if count(mid) < params else (lo, mid)
-    best = min((lo, hi), key=lambda h: abs(count(h) - params))
-    got = count(best)
-    if abs(got - params) > tol * params:
-        raise UserError(f"{spec}: cannot match {params} parameters within {tol:.0%} "
-                        f"(closest: hidden {best} with {got}); choose another parameter budget")
-    return best
+    def __init__(self, data: TaskData):
+        super().__init__()
+        self.data = data
+
+    def setup(self, stage: str | None = None) -> None:
+        self.data.setup(stage)
+
+    def train_dataloader(self):
+        return self.data.train_dataloader()
+
+    def val_dataloader(self):
+        return self.data.val_dataloader()
+
+    def test_dataloader(self):
+        return self.data.test_dataloader()
 
 
-def size_and_hparams(spec: CellSpec, tuned: dict, task: TaskSpec, budget: Budget,
-                     hidden: int | None, params: int | None) -> tuple[int, dict]:
-    """The cell's hidden size (pinned, or sized to the parameter budget) and every hyperparameter."""
-    hp = spec.resolve(budget.cells, tuned, {"seq_len": task.seq_len})
-    return (hidden if hidden is not None else size_for(spec, hp, task, params)), hp
+def data_module(data: TaskData) -> pl.LightningDataModule:
+    """The LightningDataModule that trains, validates and tests on ``data``."""
+    return _DataModule(data)
 
 
 def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget: Budget,
@@ -106,13 +103,13 @@ def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget
     data.configure(budget.batch_size, seed, test_each_epoch=read_test)
     best = BestState(data.spec)
     trainer = make_trainer(device, budget.epochs, budget.grad_clip, [best, *callbacks])
-    trainer.fit(model, datamodule=data)
+    trainer.fit(model, datamodule=data_module(data))
     if best.state is None:
         raise Diverged("no finite validation metric")
     test = None
     if read_test:
         model.load_state_dict(best.state)
-        test = float(trainer.test(model, datamodule=data, verbose=False)[0]["test_metric"])
+        test = float(trainer.test(model, datamodule=data_module(data), verbose=False)[0]["test_metric"])
     return RunResult(val=best.best, test=test, best_epoch=best.epoch, epochs=trainer.current_epoch,
                      params=model_parameters(cell, data.spec),
                      flops_per_step=cell.flops_per_step(), curve=best.curve,

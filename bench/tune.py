@@ -13,18 +13,19 @@ import warnings
 from typing import Any
 
 import optuna
-import pytorch_lightning as pl
 
 from bench import studies
-from bench.studies import counted  # noqa: F401 - re-exported: where callers look for it
 from bench.budget import Budget, budget_json
-from bench.experiment import Experiment, provenance
 from bench.errors import UserError
+from bench.experiment import Experiment, provenance
+from bench.lightning import pl
 from bench.model import Diverged
 from bench.progress import EpochTicker, Progress
 from bench.registry import CellSpec
+from bench.sizing import size_and_hparams
+from bench.studies import counted  # noqa: F401 - re-exported: where callers look for it
 from bench.task import TaskData
-from bench.train import size_and_hparams, train_run
+from bench.train import train_run
 
 TrialState = optuna.trial.TrialState
 
@@ -162,13 +163,3 @@ def best_config(study: optuna.Study, spec: CellSpec, budget: Budget) -> tuple[di
     sign = 1 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1
     best = min(done, key=lambda t: (sign * t.value, t.user_attrs.get("seed", t.number), t.number))
     return dict(best.params), f"tuning trial {best.user_attrs.get('seed', best.number) + 1} (val {best.value:.4g})"
-
-
-def check_budget(storage, budget: Budget) -> None:
-    """Refuse a preset whose content differs from what the storage holds under the same name."""
-    for name, s in studies.summaries(storage).items():
-        stored = s.user_attrs.get("budget_fingerprint")
-        if s.user_attrs.get("budget") == budget.name and stored and stored != budget.fingerprint:
-            raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
-                            f"from the one stored under that name (fingerprint {stored}); give the "
-                            "changed preset another name, or use another --storage")

@@ -90,7 +90,6 @@ import numpy as np
 import soundfile as sf
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import get_window, resample_poly
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
@@ -207,6 +206,7 @@ def read_audio(path: Path, p: Preprocessing = PREPROCESSING) -> np.ndarray:
 
 def log_spectrogram(audio: np.ndarray, p: Preprocessing = PREPROCESSING) -> np.ndarray:
     """16 kHz samples -> (frames, 129) float32 log-magnitude features, as stft_mc computed them."""
+    from scipy.signal import get_window, resample_poly   # here: 2 s of start-up for every command
     x = resample_poly(audio, p.rate, p.rate_in)
     n_hops = math.ceil(len(x) / p.hop)
     x = np.pad(x, (p.edge_pad, n_hops * p.hop - len(x) + p.edge_pad))

@@ -193,7 +193,7 @@ def test_solve_threshold_per_direction():
 
 def test_a_changed_preset_under_a_stored_name_is_refused(tmp_path):
     from bench.errors import UserError
-    from bench.tune import check_budget
+    from bench.studies import check_budget
     storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
     study = optuna.create_study(storage=storage, study_name="s")
     study.set_user_attr("budget", "smoke")

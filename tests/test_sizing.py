@@ -3,10 +3,9 @@ import pytest
 
 from bench import create_cell, list_cells
 from bench.errors import UserError
-from bench.model import model_parameters
 from bench.registry import parse_spec
+from bench.sizing import model_parameters, size_for
 from bench.task import parse_task
-from bench.train import size_for
 
 SPEC = parse_task("adding").build().spec
 SMALL = {"nru": {"memory_size": 64, "k": 4}}     # NRU's published memory alone exceeds 20K

@@ -1,9 +1,9 @@
 """Screenshots for the README (docs/*.png) from a storage that `run` and `report` wrote.
 
-    python scripts/screenshots.py --workdir DIR --out docs
+    python scripts/screenshots.py --workdir DIR [--storage URL] --out docs
 
-DIR holds runs/bench.db (with the plot artifacts beside it) and report.html. The script starts
-`python -m bench dashboard` on a free port, loads the study list, the index study's note and the
+DIR holds the storage (default runs/bench.db, with the plot artifacts beside it) and report.html.
+The script starts `python -m bench dashboard` on a free port, loads the study list, the index study's note and the
 HTML report in headless Chromium (the DevTools client of tests/test_browser.py), and saves each
 view as a palette PNG under 200 KB.
 """
@@ -47,13 +47,19 @@ def small_png(data: bytes, path: Path, top: int = 0, height: int | None = None) 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--storage", default="sqlite:///runs/bench.db", help="relative to --workdir")
     p.add_argument("--out", type=Path, default=ROOT / "docs")
     args = p.parse_args()
     import optuna
-    storage = optuna.storages.RDBStorage(f"sqlite:///{args.workdir / 'runs' / 'bench.db'}")
+
+    from bench.storage import open_storage
+    args.workdir, args.out = args.workdir.resolve(), args.out.resolve()
+    os.chdir(args.workdir)                      # the storage URL is relative to it, as for `run`
+    storage = open_storage(args.storage)
     index = next(s for s in optuna.get_all_study_names(storage) if " · index · " in s)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "bench", "dashboard", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "bench", "dashboard", "--port", str(port),
+                               "--storage", args.storage],
                               cwd=args.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
     url = f"http://127.0.0.1:{port}"

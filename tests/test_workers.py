@@ -44,9 +44,9 @@ n_val = 64
 n_test = 64
 """
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
-# each restart costs a fresh interpreter ~10 s of CPU (torch and Lightning imports): 10 kills on
-# the journal (through `run`'s supervisor), 5 on PostgreSQL, to keep CI under 20 minutes
-PG_KILLS = 5
+# 10 kills on the journal (through `run`'s supervisor) and 10 on PostgreSQL, as issue 11 asks;
+# each restart costs a fresh interpreter (~5 s of CPU: torch and Lightning imports)
+PG_KILLS = 10
 
 
 def args(budget: Path, storage: str) -> list[str]:

@@ -3,6 +3,7 @@ import math
 
 from bench.budget import load_budget
 from bench.registry import create_cell, parse_spec
+from bench.task import parse_task
 
 
 def test_paper_timit_dtriv_starts_every_cell_from_henaff():
@@ -35,3 +36,15 @@ def test_paper_lstm_presets_compare_against_the_official_baseline():
         assert b.declared()["reference"] == "lstm/official_init"
         assert parse_spec("lstm/official_init").resolve(b.cells)["forget_bias"] == fb
         assert parse_spec("momentum_lstm").resolve(b.cells)["forget_bias"] == fb
+
+
+def test_paper_timit_presets_select_the_published_data():
+    """`--task timit --budget paper-timit-*` is the published protocol (target frame t from input
+    t+1, dev reported, loss over T steps, the original SA filter); plain `timit` is not."""
+    published = {"target": "previous", "eval": "dev", "loss_norm": "padded", "sa_filter": "substring"}
+    for name in ("paper-timit-lstm", "paper-timit-dtriv"):
+        task = parse_task("timit", load_budget(name).tasks.get("timit", {}))
+        assert {k: v for k, v in task.options if k in published} == published, name
+    plain = dict(parse_task("timit").options)
+    assert (plain["target"], plain["eval"], plain["loss_norm"], plain["sa_filter"]) == \
+        ("next", "test", "valid", "name")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce paper-timit-lstm: studies/paper-timit-lstm.toml on timit:target=previous,eval=dev,loss_norm=padded,sa_filter=substring,
+# Reproduce paper-timit-lstm: studies/paper-timit-lstm.toml on timit (the preset sets target=previous,eval=dev,loss_norm=padded,sa_filter=substring),
 # cells lstm/official_init, momentum_lstm, adam_lstm, rmsprop_lstm, sr_lstm.
 # Published (value and source; scripts/reproduce/published.py holds them):
 #   lstm/official_init: not transcribed (MomentumRNN Table 2, TIMIT test MSE (the 400 dev utterances), N = 158, row LSTM)
@@ -11,4 +11,4 @@
 # Cost: 5 cells x 7 runs x 700 epochs of 3,640 utterances: not measured, GPU days.
 # GPU work: DEVICE=cuda DATA_DIR=/data scripts/reproduce/paper-timit-lstm.sh
 source "$(dirname "$0")/common.sh"
-run_preset paper-timit-lstm "timit:target=previous,eval=dev,loss_norm=padded,sa_filter=substring" "lstm/official_init,momentum_lstm,adam_lstm,rmsprop_lstm,sr_lstm"
+run_preset paper-timit-lstm "timit" "lstm/official_init,momentum_lstm,adam_lstm,rmsprop_lstm,sr_lstm"

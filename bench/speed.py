@@ -38,7 +38,7 @@ from bench.model import SeqModel
 from bench.registry import CellSpec, create_cell
 from bench.sizing import model_parameters
 from bench.task import TaskData
-from bench.train import data_module, make_trainer
+from bench.train import DataModule, make_trainer
 
 REFERENCE = "nn.LSTM"
 #: the optimizer of an epoch-time run: the MomentumRNN paper's pMNIST one
@@ -153,7 +153,7 @@ def epoch_time(data: TaskData, spec: str | CellSpec, hidden: int, batch_size: in
     clock = _EpochClock(torch.device(device))
     trainer = make_trainer(device, 1, EPOCH_GRAD_CLIP, [clock], limit_train_batches=batches or 1.0,
                            limit_val_batches=batches or 1.0)
-    trainer.fit(model, datamodule=data_module(data))
+    trainer.fit(model, datamodule=DataModule(data))
     train_steps, val_steps = clock.steps("train"), clock.steps("val")
     per_batch = statistics.mean(train_steps[1:] or train_steps)
     train_full, val_full = len(train_steps) >= n_train, len(val_steps) >= n_val

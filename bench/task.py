@@ -1,6 +1,6 @@
 """What a task is: a TaskSpec (sizes, loss, metric, trivial score) and its data, as batches per
 split. Tasks do not import Lightning (parsing a task or reporting on it never trains);
-:func:`bench.train.data_module` is the LightningDataModule a run trains from.
+:class:`bench.train.DataModule` is the LightningDataModule a run trains from.
 
 Task options are given as ``name:k=v,k=v`` (``adding:T=200``); a budget preset may set defaults.
 Data come from the task's ``data_seed`` only, never from the training seed, which only orders

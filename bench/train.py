@@ -66,8 +66,9 @@ def make_trainer(device: str, epochs: int, grad_clip: float | None,
         deterministic=device == "cpu", callbacks=callbacks, **limits)
 
 
-class _DataModule(pl.LightningDataModule):
-    """Lightning's view of a task's data (tasks themselves do not import Lightning)."""
+class DataModule(pl.LightningDataModule):
+    """Lightning's view of a task's data: it trains, validates and tests on ``data`` (tasks
+    themselves do not import Lightning)."""
 
     def __init__(self, data: TaskData):
         super().__init__()
@@ -86,11 +87,6 @@ class _DataModule(pl.LightningDataModule):
         return self.data.test_dataloader()
 
 
-def data_module(data: TaskData) -> pl.LightningDataModule:
-    """The LightningDataModule that trains, validates and tests on ``data``."""
-    return _DataModule(data)
-
-
 def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget: Budget,
               optimizer: dict[str, Any], seed: int, callbacks: list[pl.Callback] = (),
               device: str = "cpu", read_test: bool = True) -> RunResult:
@@ -103,13 +99,13 @@ def train_run(data: TaskData, spec: CellSpec, hparams: dict, hidden: int, budget
     data.configure(budget.batch_size, seed, test_each_epoch=read_test)
     best = BestState(data.spec)
     trainer = make_trainer(device, budget.epochs, budget.grad_clip, [best, *callbacks])
-    trainer.fit(model, datamodule=data_module(data))
+    trainer.fit(model, datamodule=DataModule(data))
     if best.state is None:
         raise Diverged("no finite validation metric")
     test = None
     if read_test:
         model.load_state_dict(best.state)
-        test = float(trainer.test(model, datamodule=data_module(data), verbose=False)[0]["test_metric"])
+        test = float(trainer.test(model, datamodule=DataModule(data), verbose=False)[0]["test_metric"])
     return RunResult(val=best.best, test=test, best_epoch=best.epoch, epochs=trainer.current_epoch,
                      params=model_parameters(cell, data.spec),
                      flops_per_step=cell.flops_per_step(), curve=best.curve,

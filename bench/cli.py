@@ -491,7 +491,6 @@ def _check_device(device: str) -> None:
 def _workers(args) -> tuple[int, list[str | None]]:
     """How many workers, and the CUDA device each one sees (None: leave the environment as is)."""
     import torch
-    _check_device(args.device)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     per_gpu = getattr(args, "workers_per_gpu", 1)
     if not cuda:

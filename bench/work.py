@@ -236,7 +236,7 @@ class Worker:
                 for k in keys:
                     if k not in live:
                         params = sample(self.exp, spec, tune.direction.name.lower(), k, history)
-                        if self._still_missing(tune, [k]):
+                        if self._unqueued(tune, k):
                             tune.enqueue_trial(params, user_attrs={KEY: k}, skip_if_exists=False)
                             touched.append((cell, "tune"))
                 if not all(k in done for k in keys):
@@ -255,20 +255,17 @@ class Worker:
                 # queueing one cell's seeds at once then collide only where their paths meet
                 turn = os.getpid() % len(todo)
                 for s in todo[turn:] + todo[:turn]:
-                    if self._still_missing(seeds, [s]):
+                    if self._unqueued(seeds, s):
                         seeds.enqueue_trial(params, user_attrs={KEY: s}, skip_if_exists=False)
                 touched.append((cell, "seeds"))
         return touched
 
-    def _still_missing(self, study: optuna.Study, keys: list) -> list:
-        """Those of ``keys`` that have no live trial in a fresh read of ``study``. The step's
-        snapshot can be seconds old (sampling, best_config), and every unit another worker queued
+    def _unqueued(self, study: optuna.Study, key: int) -> bool:
+        """Whether unit ``key`` has no live trial in a fresh read of ``study``. The step's
+        snapshot can be seconds old (sampling, best_config), and a unit another worker queued
         meanwhile would be queued twice, its copy failed as a duplicate; the re-read leaves a
         window of milliseconds. A single process needs none."""
-        if self.single_process:
-            return keys
-        live = units(study.get_trials(deepcopy=False))
-        return [k for k in keys if k not in live]
+        return self.single_process or key not in units(study.get_trials(deepcopy=False))
 
     def claim(self) -> tuple[Unit, optuna.Study, optuna.Trial] | None:
         """Claim the first waiting unit, tuning before seeds and in key order across cells (so

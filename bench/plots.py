@@ -194,11 +194,16 @@ def val_curves(seeds: dict[str, list[dict]], threshold: float, solve_epochs: dic
     mark at each cell's median epoch to solve."""
     import math
 
+    import matplotlib
     import numpy as np
-    fig = Figure(figsize=(6.5, 3.6))
+    fig = Figure(figsize=(8.5, 3.8))
     ax = fig.add_subplot()
+    # tab10 repeats after 10 cells (the main command has 15): past 10, tab20's light shades,
+    # dashed, so every legend entry names one curve; fainter bands when many overlap
+    palette = matplotlib.colormaps["tab20"].colors if len(seeds) > 10 else None
+    band = 0.15 if len(seeds) <= 5 else 0.07
     allv = []
-    for c, runs in seeds.items():
+    for i, (c, runs) in enumerate(seeds.items()):
         curves = [r["curve"] for r in runs if r["curve"]]
         if not curves:
             continue
@@ -206,8 +211,10 @@ def val_curves(seeds: dict[str, list[dict]], threshold: float, solve_epochs: dic
         a = np.array([cv[:T] for cv in curves], dtype=float)
         x = np.arange(1, T + 1)
         mean = np.nanmean(a, 0)
-        line, = ax.plot(x, mean, label=c)
-        ax.fill_between(x, np.nanmin(a, 0), np.nanmax(a, 0), alpha=0.15, color=line.get_color())
+        style = ({"color": palette[(2 * i) % 20 + (i // 10) % 2],
+                  "linestyle": "-" if i < 10 else "--"} if palette else {})
+        line, = ax.plot(x, mean, label=c, **style)
+        ax.fill_between(x, np.nanmin(a, 0), np.nanmax(a, 0), alpha=band, color=line.get_color())
         e = solve_epochs.get(c, math.nan)
         if math.isfinite(e) and e <= T:
             ax.plot([e], [mean[int(e) - 1]], marker="v", color=line.get_color(), markersize=8)
@@ -216,7 +223,7 @@ def val_curves(seeds: dict[str, list[dict]], threshold: float, solve_epochs: dic
     _log_if_positive(ax, allv + [threshold])
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))    # outside: curves stay visible
     return fig
 
 

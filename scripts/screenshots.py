@@ -76,7 +76,7 @@ def main() -> int:
         page = browser.open(f"{url}/dashboard")
         page.wait_for("document.body.innerText.includes(' · index · ')", 60)
         shots["dashboard-studies.png"] = small_png(page.screenshot(args.workdir / "s.png"),
-                                                   args.out / "dashboard-studies.png")
+                                                   args.out / "dashboard-studies.png", 0, 1100)
         page = browser.open(f"{url}/dashboard/studies/{storage.get_study_id_from_name(index)}/note")
         page.wait_for("[...document.images].filter(i => i.getAttribute('src').startsWith("
                       "'/artifacts/')).every(i => i.complete && i.naturalWidth > 0) && "

@@ -232,3 +232,21 @@ def test_dashboard_refuses_a_missing_artifact_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("bench: error: --artifacts ") and "valid: an existing folder" in err
     assert "\n" not in err and not (tmp_path / "nope").exists()
+
+
+def test_validation_curves_tell_15_cells_apart_and_keep_the_legend_off_the_curves():
+    """The main command has 15 cells, more than tab10's colours: each curve gets its own
+    (colour, line style), the legend names each one, and it sits outside the axes."""
+    from bench import plots
+    seeds = {f"cell{i}": [{"curve": [0.2 / (e + 1 + i) for e in range(12)]} for _ in range(3)]
+             for i in range(15)}
+    fig = plots.val_curves(seeds, 0.1, {}, "mse")
+    ax = fig.axes[0]
+    lines = {ln.get_label(): (ln.get_color(), ln.get_linestyle()) for ln in ax.get_lines()
+             if ln.get_label() in seeds}
+    assert len(lines) == 15 and len(set(lines.values())) == 15
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()][:15] == list(seeds)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1

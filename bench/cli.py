@@ -523,8 +523,7 @@ def _prepare(args, verb: str):
     storage = open_storage(args.storage)
     hold(args.storage)
     check_budget(storage, exp.budget)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+    catch_signals()
     return exp, specs, data, storage, n, visible
 
 
@@ -630,17 +629,45 @@ class _UnitPrinter:
 
 
 _signal: int | None = None     # the first SIGINT/SIGTERM received during `run`
+_swallowed = False             # that signal's KeyboardInterrupt was raised inside a finalizer
+
+
+def catch_signals() -> None:
+    """From here on, SIGINT and SIGTERM stop the process with one line (``_interrupt``)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    sys.unraisablehook = _unraisable
 
 
 def _interrupt(signum, frame):
     """First signal: stop the running unit (it is marked interrupted) and exit 128 + signum.
     Lightning turns the KeyboardInterrupt into sys.exit(1) after its teardown; ``main`` maps that
     back. A second signal leaves at once."""
-    global _signal
+    global _signal, _swallowed
+    if _swallowed:                  # our own re-delivery (``_unraisable``), not a second signal
+        _swallowed = False
+        raise KeyboardInterrupt
     if _signal is not None:
         os._exit(128 + _signal)
     _signal = signum
     raise KeyboardInterrupt
+
+
+def _unraisable(report) -> None:
+    """A signal that lands while a finalizer (``__del__``, a weakref callback) runs raises its
+    KeyboardInterrupt there, where Python cannot propagate it: it prints "Exception ignored in"
+    and carries on training. Deliver that interrupt again, outside the finalizer. After a signal,
+    any other finalizer cut short on the way out is expected and not reported either."""
+    global _swallowed
+    if _signal is None:
+        sys.__unraisablehook__(report)
+    elif isinstance(report.exc_value, KeyboardInterrupt):
+        import threading
+        _swallowed = True
+        # from another thread, a little later: a signal raised now would land in this hook (or
+        # the finalizer) again; a real signal also wakes a main thread blocked in a system call
+        threading.Timer(0.02, signal.pthread_kill,
+                        (threading.main_thread().ident, signal.SIGINT)).start()
 
 
 def cmd_report(args) -> int:

@@ -7,6 +7,8 @@ trial by number with a reason; those calls go through the storage here and nowhe
 """
 from __future__ import annotations
 
+import sys
+import traceback
 from typing import TYPE_CHECKING
 
 import optuna
@@ -56,10 +58,34 @@ def set_lease(study: optuna.Study, trial_id: int, lease: dict) -> None:
     study._storage.set_trial_system_attr(trial_id, LEASE, lease)
 
 
-def fail(study: optuna.Study, number: int, reason: str) -> None:
+def release(study: optuna.Study) -> None:
+    """Free what a signal cut short inside a storage call, before writing again. The exception
+    being handled keeps the interrupted frames, and with them a SQLite cursor whose read lock
+    makes the next write (marking the unit interrupted) wait out the 5 s busy timeout and fail,
+    leaving the trial RUNNING; and the thread's session may hold a half-done transaction."""
+    exc = sys.exc_info()[1]
+    if exc is not None:
+        tb = exc.__traceback__
+        in_storage = any(f.f_globals.get("__name__", "").startswith("sqlalchemy")
+                         for f, _ in traceback.walk_tb(tb))
+        traceback.clear_frames(tb)
+        if in_storage:          # SQLAlchemy's result objects sit in reference cycles
+            import gc
+            gc.collect()
+    backend = getattr(study._storage, "_backend", study._storage)    # under Optuna's cache
+    scoped = getattr(backend, "scoped_session", None)                # RDB storages only
+    if scoped is not None:
+        scoped.remove()
+
+
+def fail(study: optuna.Study, number: int, reason: str, only_running: bool = False) -> None:
     """Fail a trial with a reason that does not count it (``interrupted``, ``duplicate``); a
-    trial another process finished meanwhile is left as it is."""
+    trial another process finished meanwhile is left as it is, and with ``only_running`` so is
+    one still WAITING (a claim cut short before it was written)."""
+    release(study)
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    if only_running and study._storage.get_trial(trial_id).state != TrialState.RUNNING:
+        return
     try:
         study._storage.set_trial_user_attr(trial_id, "fail_reason", reason)
         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)

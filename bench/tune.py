@@ -99,6 +99,7 @@ def run_unit(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: Ce
         return False
     except BaseException:
         try:
+            studies.release(study)
             trial.set_user_attr("fail_reason", "interrupted")
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:

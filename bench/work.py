@@ -279,14 +279,19 @@ class Worker:
                                     order.index(cell), t.number, cell, kind, t))
         for *_, cell, kind, t in sorted(waiting, key=lambda w: w[:4]):
             study = self.studies[(cell, kind)]
-            trial = studies.claim(study, t._trial_id)
-            if trial is None:
-                continue
-            key = t.user_attrs[KEY]
+            trial = None
             try:
+                trial = studies.claim(study, t._trial_id)
+                if trial is None:
+                    continue
+                key = t.user_attrs[KEY]
                 unit = units(study.get_trials(deepcopy=False)).get(key)
-            except BaseException:       # Ctrl-C right after the claim: give the unit back
-                studies.fail(study, trial.number, "interrupted")
+            except BaseException:
+                # Ctrl-C during or right after the claim: give the unit back, marked. A signal
+                # can land after the claim is written and before it returns; only a single
+                # process knows the RUNNING trial is then its own (a worker's is reaped by lease)
+                if trial is not None or self.single_process:
+                    studies.fail(study, t.number, "interrupted", only_running=True)
                 raise
             if unit is None or unit.number != t.number:     # a later copy of a live unit
                 studies.fail(study, trial.number, "duplicate")
@@ -304,14 +309,18 @@ class Worker:
             first = (unit.key // b.parallel) * b.parallel
             history = [done[k] for k in range(first)]
             study.pruner = _History(b.make_pruner(), history, study.direction.name.lower(), unit.key)
-        heart = _Heartbeat(study, trial._trial_id)
+        # a lease tells other processes this unit is alive; a single process (SQLite, held) has
+        # none to tell, and the heartbeat's second connection could hold a lock a signal's
+        # "interrupted" mark then waits on
+        heart = None if self.single_process else _Heartbeat(study, trial._trial_id)
         self.progress.begin(unit.label(self.exp), b.epochs)
         start = time.perf_counter()
         try:
             kept = run_unit(study, trial, self.exp, spec, self.data, unit.key, self.device,
                             final=unit.kind == "seeds", progress=self.progress)
         finally:
-            heart.close()
+            if heart:
+                heart.close()
         if kept:
             self.stored += 1
             self.progress.end(unit.cell, unit.kind, time.perf_counter() - start)

@@ -149,8 +149,7 @@ def slow_run(tmp_path_factory):
     return table(bench(cwd, cmd=SLOW).stdout)
 
 
-# SIGINT takes the same path and is tested through `run --workers 2` (tests/test_workers.py)
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_during_training_stops_with_one_line_and_resumes(slow_run, tmp_path, sig, code):
     """A real signal to a real process while a trial trains: the trial is marked interrupted, one
     line says how to resume, the exit code is 128 + signal, and a rerun gives the same table."""
@@ -180,6 +179,98 @@ def test_signal_during_training_stops_with_one_line_and_resumes(slow_run, tmp_pa
                             "where t.state = 'FAIL'").fetchall()
     assert marks == [('"interrupted"',)]
     assert table(bench(tmp_path, cmd=SLOW).stdout) == slow_run
+
+
+FINALIZER = """
+import os, signal, sys, time
+from bench import cli
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):     # the handler runs here, inside the finalizer
+            pass
+
+def work(args):
+    cli.catch_signals()
+    Finalized()                      # dropped at once: its __del__ runs now
+    time.sleep(20)                   # where the re-delivered interrupt must land
+    print("trained on")
+    return 0
+
+cli.COMMANDS["list"] = work
+sys.exit(cli.main(["list"]))
+"""
+
+
+def test_a_signal_inside_a_finalizer_still_stops_with_one_line():
+    """A real SIGINT that lands while a ``__del__`` runs (Python cannot raise out of it and
+    prints "Exception ignored in"): it is delivered again outside, so the run still stops with
+    exit 130 and the one line, and nothing else is printed."""
+    start = time.time()
+    p = subprocess.run([sys.executable, "-c", FINALIZER], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert (p.returncode, p.stdout) == (130, "")
+    assert [line for line in p.stderr.splitlines() if line.strip()] == [
+        "interrupted by SIGINT: finished runs are stored, the running one is marked interrupted; "
+        "run the same command again to resume"]
+    assert time.time() - start < 15          # not after the 20 s sleep
+
+
+MID_CLAIM = """
+import os, signal, sys, time
+import sqlalchemy
+from bench import cli, studies
+
+def interrupt():
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(100_000):            # the handler runs here
+        pass
+
+real, where = studies.claim, sys.argv.pop(1)
+def claim(study, trial_id):
+    trial = real(study, trial_id)       # RUNNING is written: the unit is this process's now
+    if where == "claim":
+        interrupt()                     # before the claim returns
+    armed.append(True)
+    return trial
+
+armed = []
+@sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "after_cursor_execute")
+def in_a_read(conn, cursor, statement, *args):
+    # the next SELECT after the claim, its cursor open: SQLite holds a read lock for it
+    if armed and where == "select" and statement.lstrip().upper().startswith("SELECT"):
+        armed.clear()
+        print(time.time(), file=sys.stderr)
+        interrupt()
+
+studies.claim = claim
+code = cli.main(sys.argv[1:])
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("where", ["claim", "select"])
+def test_a_signal_inside_a_claim_or_a_read_still_marks_the_unit_interrupted(tmp_path, where):
+    """A real SIGINT in the instant between writing a trial RUNNING and returning it, or in the
+    middle of a storage read (a SQLite read lock held): the trial is failed as interrupted, not
+    left RUNNING, within 2 s (the mark once waited out SQLite's 5 s busy timeout and failed)."""
+    p = subprocess.run([sys.executable, "-c", MID_CLAIM, where, *CMD[3:]], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    end = time.time()
+    assert p.returncode == 130, p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    if where == "select":
+        assert end - float(lines.pop(0)) < 2
+    assert lines == [
+        "interrupted by SIGINT: finished runs are stored, the running one is marked interrupted; "
+        "run the same command again to resume"]
+    with sqlite3.connect(tmp_path / DB) as con:
+        states = con.execute("select t.state, a.value_json from trials t left join "
+                             "trial_user_attributes a on a.trial_id = t.trial_id and "
+                             "a.key = 'fail_reason' where t.state != 'WAITING'").fetchall()
+    assert states == [("FAIL", '"interrupted"')]
 
 
 def test_ablate_tests_each_ablation_against_the_full_cell(first_run, tmp_path):

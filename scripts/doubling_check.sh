@@ -16,7 +16,8 @@ epochs=$(sed -n 's/^epochs *= *\([0-9]*\).*/\1/p' "$src")
 warm=$(sed -n 's/.*n_warmup_steps *= *\([0-9]*\).*/\1/p' "$src")
 sed -e "s/^epochs *= *[0-9]*/epochs = $((2 * epochs))/" \
     -e "s/n_warmup_steps *= *[0-9]*/n_warmup_steps = $((2 * ${warm:-0}))/" \
-    -e "s/^name *= *\"\([^\"]*\)\"/name = \"\1-x2\"/" "$src" > "$OUT/doubled.toml"
+    -e "s/^name *= *\"\([^\"]*\)\"/name = \"\1-x2\"/" \
+    -e "/^description/s/ $epochs epochs/ $((2 * epochs)) epochs/" "$src" > "$OUT/doubled.toml"
 cp "$src" "$OUT/base.toml"
 for which in base doubled; do
   ( start=$(date +%s)

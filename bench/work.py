@@ -309,18 +309,14 @@ class Worker:
             first = (unit.key // b.parallel) * b.parallel
             history = [done[k] for k in range(first)]
             study.pruner = _History(b.make_pruner(), history, study.direction.name.lower(), unit.key)
-        # a lease tells other processes this unit is alive; a single process (SQLite, held) has
-        # none to tell, and the heartbeat's second connection could hold a lock a signal's
-        # "interrupted" mark then waits on
-        heart = None if self.single_process else _Heartbeat(study, trial._trial_id)
+        heart = _Heartbeat(study, trial._trial_id)
         self.progress.begin(unit.label(self.exp), b.epochs)
         start = time.perf_counter()
         try:
             kept = run_unit(study, trial, self.exp, spec, self.data, unit.key, self.device,
                             final=unit.kind == "seeds", progress=self.progress)
         finally:
-            if heart:
-                heart.close()
+            heart.close()
         if kept:
             self.stored += 1
             self.progress.end(unit.cell, unit.kind, time.perf_counter() - start)

@@ -679,8 +679,6 @@ def cmd_report(args) -> int:
     if args.out:                  # refuse an unwritable --out before any work
         _writable_dir(Path(args.out).absolute().parent, "--out", create=False)
     if args.across:
-        if args.format == "html":
-            raise UserError("--format html: one task at a time; valid with --across: md, latex, csv, json")
         if args.task:
             raise UserError("--task and --across: give one; valid: --task TASK or --across TASKS")
         exps = [_experiment(args, t)[0] for t in split_tasks(args.across)]

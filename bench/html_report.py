@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from tabulate import tabulate
 
 from bench import plots
-from bench.report import Report, _display_rows
+from bench.report import AcrossReport, Report, _display_rows
 
 
 def figures(rep: Report) -> list[tuple[str, Figure, str]]:
@@ -50,10 +50,27 @@ def render_html(rep: Report, images: list[tuple[str, str, bytes]] | None = None)
     figs = [_img(data, caption) for _, caption, data in (images if images is not None else pngs(rep))]
     prov = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"
                    for k, v in rep.provenance.items())
+    return _page(rep.task, f"{table}<ul>{notes}</ul>{''.join(figs)}<h2>Provenance</h2>"
+                           f"<table>{prov}</table>")
+
+
+def render_across_html(rep: AcrossReport, notes: list[str], head: list[str],
+                       body: list[list[str]]) -> str:
+    """The across-tasks page: average ranks, Friedman and Nemenyi notes, the CD diagram."""
+    from pathlib import Path
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    png = [Path(p) for p in rep.plots if p.endswith(".png")]
+    fig = (_img(png[0].read_bytes(), "critical-difference diagram: average rank per cell, 1 = "
+                "best; a bar joins cells the Nemenyi test cannot tell apart") if png else
+           "<p>No critical-difference diagram: the critical difference is undefined here.</p>")
+    title = "across " + ", ".join(rep.tasks)
+    return _page(title, tabulate(body, head, tablefmt="html") + f"<ul>{items}</ul>{fig}")
+
+
+def _page(title: str, body: str) -> str:
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;font-size:14px}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
              "padding:2px 6px;text-align:right}figure{margin:1em 0}img{max-width:100%}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>momentum-bench: "
-            f"{html.escape(rep.task)}</title><style>{style}</style></head><body>"
-            f"<h1>{html.escape(rep.task)}</h1>{table}<ul>{notes}</ul>{''.join(figs)}"
-            f"<h2>Provenance</h2><table>{prov}</table></body></html>\n")
+            f"{html.escape(title)}</title><style>{style}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>{body}</body></html>\n")

@@ -418,6 +418,9 @@ def render_across(rep: AcrossReport, fmt: str) -> str:
              "Scores: each cell's median test value over its seeds on that task (diverged seeds "
              "rank worst); ranks within a task, 1 = best."]
     notes += [f"critical-difference diagram: {p}" for p in rep.plots]
+    if fmt == "html":
+        from bench.html_report import render_across_html
+        return render_across_html(rep, notes, head, body)
     if fmt == "latex":
         return _latex_plain(head, body, notes)
     return tabulate(body, head, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

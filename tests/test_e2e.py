@@ -135,6 +135,18 @@ def test_across_tasks_ranks_cells_and_draws_a_cd_diagram(first_run, tmp_path):
     assert "Friedman chi2" in out and "average rank" in out
     png, svg = tmp_path / "figs" / "cd-adding-copy.png", tmp_path / "figs" / "cd-adding-copy.svg"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:500]
+    page = tmp_path / "across.html"
+    bench(tmp_path, "report", "--across", "adding,copy", "--budget", "smoke", "--format", "html",
+          "--out", str(page))
+    text = page.read_text()
+    assert "<title>momentum-bench: across adding" in text and "Friedman chi2" in text
+    assert "lstm" in text and "momentum_lstm" in text and "src=\"http" not in text and "href" not in text
+    import base64
+    import io
+
+    from PIL import Image
+    b64 = text.split('src="data:image/png;base64,')[1].split('"')[0]
+    assert Image.open(io.BytesIO(base64.b64decode(b64))).size[0] > 200      # the CD diagram
     bad = bench(tmp_path, "report", "--across", "adding", "--budget", "smoke", check=False)
     assert bad.returncode == 2 and "valid: at least 2 tasks" in bad.stderr
 

@@ -689,8 +689,13 @@ def cmd_report(args) -> int:
         check_url(args.storage, create=False)
         storage = open_storage(args.storage, create=False)
         alpha = exps[0].budget.declared()["alpha"] if args.alpha is None else args.alpha
-        text = rp.render_across(rp.build_across(storage, exps, [str(s) for s in specs] if specs
-                                                else None, alpha, plots_dir), args.format)
+        arep = rp.build_across(storage, exps, [str(s) for s in specs] if specs else None, alpha,
+                               plots_dir)
+        if args.format == "html":
+            from bench.html_report import render_across_html
+            text = render_across_html(arep)
+        else:
+            text = rp.render_across(arep, args.format)
         return _emit(text, args.out)
     from bench.dashboard import artifact_dir, publish
     from bench.html_report import figures, render_html

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from tabulate import tabulate
 
 from bench import plots
-from bench.report import AcrossReport, Report, _display_rows
+from bench.report import AcrossReport, Report, _display_rows, across_parts
 
 
 def figures(rep: Report) -> list[tuple[str, Figure, str]]:
@@ -54,10 +54,10 @@ def render_html(rep: Report, images: list[tuple[str, str, bytes]] | None = None)
                            f"<table>{prov}</table>")
 
 
-def render_across_html(rep: AcrossReport, notes: list[str], head: list[str],
-                       body: list[list[str]]) -> str:
+def render_across_html(rep: AcrossReport) -> str:
     """The across-tasks page: average ranks, Friedman and Nemenyi notes, the CD diagram."""
     from pathlib import Path
+    head, body, notes = across_parts(rep)
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     png = [Path(p) for p in rep.plots if p.endswith(".png")]
     fig = (_img(png[0].read_bytes(), "critical-difference diagram: average rank per cell, 1 = "

@@ -403,12 +403,20 @@ def build_across(storage, exps: list[Experiment], cells: list[str] | None, alpha
 def render_across(rep: AcrossReport, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(asdict(rep), indent=2, default=str)
+    head, body, notes = across_parts(rep)
+    if fmt == "csv":
+        return pd.DataFrame(body, columns=head).to_csv(index=False)
+    if fmt == "latex":
+        return _latex_plain(head, body, notes)
+    return tabulate(body, head, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def across_parts(rep: AcrossReport) -> tuple[list[str], list[list[str]], list[str]]:
+    """The across-tasks table (header, rows by average rank) and its notes, for every format."""
     r = rep.result
     head = ["cell", *rep.tasks, "average rank"]
     body = [[c, *(fmt_number(rep.scores[t][c]) for t in rep.tasks), f"{r.avg_ranks[c]:.2f}"]
             for c in sorted(r.cells, key=r.avg_ranks.get)]
-    if fmt == "csv":
-        return pd.DataFrame(body, columns=head).to_csv(index=False)
     notes = [f"Friedman chi2 = {fmt_number(r.statistic)}, p = {fmt_number(r.p)} over {r.n_tasks} tasks and "
              f"{len(r.cells)} cells" + (f" ({r.reason})" if r.reason else ""),
              f"Nemenyi post-hoc (all pairs after Friedman, Demšar 2006): critical difference "
@@ -418,12 +426,7 @@ def render_across(rep: AcrossReport, fmt: str) -> str:
              "Scores: each cell's median test value over its seeds on that task (diverged seeds "
              "rank worst); ranks within a task, 1 = best."]
     notes += [f"critical-difference diagram: {p}" for p in rep.plots]
-    if fmt == "html":
-        from bench.html_report import render_across_html
-        return render_across_html(rep, notes, head, body)
-    if fmt == "latex":
-        return _latex_plain(head, body, notes)
-    return tabulate(body, head, tablefmt="github") + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return head, body, notes
 
 
 def _latex_plain(head: list[str], body: list[list[str]], notes: list[str]) -> str:

@@ -64,14 +64,15 @@ def release(study: optuna.Study) -> None:
     makes the next write (marking the unit interrupted) wait out the 5 s busy timeout and fail,
     leaving the trial RUNNING; and the thread's session may hold a half-done transaction."""
     exc = sys.exc_info()[1]
-    if exc is not None:
-        tb = exc.__traceback__
-        in_storage = any(f.f_globals.get("__name__", "").startswith("sqlalchemy")
-                         for f, _ in traceback.walk_tb(tb))
-        traceback.clear_frames(tb)
-        if in_storage:          # SQLAlchemy's result objects sit in reference cycles
-            import gc
-            gc.collect()
+    if exc is None:             # not handling an exception: nothing was cut short
+        return
+    tb = exc.__traceback__
+    in_storage = any(f.f_globals.get("__name__", "").startswith("sqlalchemy")
+                     for f, _ in traceback.walk_tb(tb))
+    traceback.clear_frames(tb)
+    if in_storage:              # SQLAlchemy's result objects sit in reference cycles
+        import gc
+        gc.collect()
     backend = getattr(study._storage, "_backend", study._storage)    # under Optuna's cache
     scoped = getattr(backend, "scoped_session", None)                # RDB storages only
     if scoped is not None:

@@ -98,12 +98,7 @@ def run_unit(study: optuna.Study, trial: optuna.Trial, exp: Experiment, spec: Ce
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     except BaseException:
-        try:
-            studies.release(study)
-            trial.set_user_attr("fail_reason", "interrupted")
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass                # it had been told already: nothing left to mark
+        studies.fail(study, trial.number, "interrupted")    # a no-op if it had been told already
         raise
     return True
 

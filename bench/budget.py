@@ -62,6 +62,13 @@ class Budget:
         """Short hash of the preset's content, stored with every run."""
         return fingerprint(self.source)
 
+    def matches(self, stored: str, stored_json: str | None = None) -> bool:
+        """Whether a fingerprint stored with runs is this preset's. Storages written before the
+        fingerprint ignored comments hold the hash of the text; those still match when the text
+        is the same or the stored preset JSON equals this one (only comments changed)."""
+        return (stored in (self.fingerprint, text_fingerprint(self.source))
+                or (stored_json is not None and stored_json == budget_json(self)))
+
     def seed_list(self) -> list[int]:
         """Training seeds of the final runs (offset so they never equal a tuning trial's seed)."""
         return [10_000 + i for i in range(self.seeds)]
@@ -90,7 +97,15 @@ class Budget:
 
 
 def fingerprint(source: str) -> str:
-    """Short hash of a preset's text: same name and different content is refused by `run`."""
+    """Short hash of a preset's content, its TOML data: same name and different content is
+    refused by `run`. Comments and layout do not count, so explaining a preset better never
+    orphans the runs stored under it."""
+    content = json.dumps(tomllib.loads(source), sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:12]
+
+
+def text_fingerprint(source: str) -> str:
+    """The hash of the text itself: what storages written before 2026-12-04 hold."""
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 

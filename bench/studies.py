@@ -103,7 +103,8 @@ def check_budget(storage: optuna.storages.BaseStorage, budget: Budget) -> None:
     """Refuse a preset whose content differs from what the storage holds under the same name."""
     for name, s in summaries(storage).items():
         stored = s.user_attrs.get("budget_fingerprint")
-        if s.user_attrs.get("budget") == budget.name and stored and stored != budget.fingerprint:
+        if (s.user_attrs.get("budget") == budget.name and stored
+                and not budget.matches(stored, s.user_attrs.get("budget_json"))):
             raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
                             f"from the one stored under that name (fingerprint {stored}); give the "
                             "changed preset another name, or use another --storage")

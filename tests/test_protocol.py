@@ -199,10 +199,39 @@ def test_a_changed_preset_under_a_stored_name_is_refused(tmp_path):
     study.set_user_attr("budget", "smoke")
     study.set_user_attr("budget_fingerprint", SMOKE.fingerprint)
     check_budget(storage, SMOKE)                                   # the same content: fine
-    changed = dataclasses.replace(SMOKE, source=SMOKE.source + "\n# trials = 3\n")
+    changed = dataclasses.replace(SMOKE, trials=3, source=SMOKE.source.replace(
+        f"trials = {SMOKE.trials}\n", "trials = 3\n"))
+    assert changed.source != SMOKE.source
     with pytest.raises(UserError) as e:
         check_budget(storage, changed)
     assert SMOKE.fingerprint in str(e.value) and changed.fingerprint in str(e.value)
+
+
+def test_a_preset_whose_comments_changed_keeps_its_stored_runs(tmp_path):
+    """Explaining a preset better (a comment, blank lines) is not a change of content: the runs
+    stored under it stay usable, also in storages that hold the hash of the old text."""
+    from bench.budget import budget_json, text_fingerprint
+    from bench.errors import UserError
+    from bench.studies import check_budget
+    reworded = dataclasses.replace(SMOKE, source="# why these numbers: see the README\n\n"
+                                   + SMOKE.source + "\n# a closing remark\n")
+    assert reworded.fingerprint == SMOKE.fingerprint
+    assert text_fingerprint(reworded.source) != text_fingerprint(SMOKE.source)
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    new = optuna.create_study(storage=storage, study_name="new")
+    new.set_user_attr("budget", "smoke")
+    new.set_user_attr("budget_fingerprint", SMOKE.fingerprint)
+    check_budget(storage, reworded)
+    # an older storage: the fingerprint is the hash of the old text, the preset JSON beside it
+    old = optuna.create_study(storage=storage, study_name="old")
+    old.set_user_attr("budget", "smoke")
+    old.set_user_attr("budget_fingerprint", text_fingerprint(SMOKE.source))
+    old.set_user_attr("budget_json", budget_json(SMOKE))
+    check_budget(storage, reworded)
+    # ... and an older storage whose preset had other content is still refused
+    old.set_user_attr("budget_json", budget_json(dataclasses.replace(SMOKE, trials=3)))
+    with pytest.raises(UserError, match=text_fingerprint(SMOKE.source)):
+        check_budget(storage, reworded)
 
 
 def test_flops_per_step_match_the_equations():

@@ -135,7 +135,8 @@ def _analysis_commands(sub) -> None:
     _work_args(abl)
 
     sens = _command(sub, "sensitivity", "a grid of fixed hyperparameters of one cell (learning "
-                                        "rate tuned per grid point): table and heatmap",
+                                        "rate tuned per grid point unless the preset fixes it): "
+                                        "table and heatmap",
                     "python -m bench sensitivity --cell momentum_lstm --task adding "
                     "--grid mu=0,0.3,0.6,0.9 --grid s=0.1,0.3,0.6,1")
     _experiment_args(sens, cells_required=False)
@@ -429,8 +430,11 @@ def cmd_sensitivity(args) -> int:
                           f"{args.cell}: mean test {rep.metric} over {exp.budget.seeds} seeds "
                           f"({exp.task.id.split(',')[0]}, budget {exp.budget.name})",
                           plots_dir / ("sensitivity-" + args.cell + "-" + "-".join(k for k, _ in grid)))
+    lr = exp.budget.optimizer.get("lr")
+    how = (f"learning rate tuned per grid point, {exp.budget.trials} trials each"
+           if isinstance(lr, list) else f"learning rate fixed at {lr} by budget {exp.budget.name}")
     print(f"\nSensitivity of {args.cell} (mean test {rep.metric}; solved k/n; median epochs to "
-          f"solve; learning rate tuned per grid point, {exp.budget.trials} trials each):\n")
+          f"solve; {how}):\n")
     print(tabulate(body, head, tablefmt="github"))
     print("\nheatmap: " + ", ".join(map(str, paths)))
     return code

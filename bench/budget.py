@@ -10,6 +10,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,10 @@ class Budget:
         """The declared test, reference and alpha, with the harness defaults filled in."""
         return {"test": "mwu", "reference": "lstm", "alpha": 0.05, **self.stats}
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Short hash of the preset's content, stored with every run."""
+        """Short hash of the preset's content, stored with every run (parsed once, though
+        ``check_budget`` asks for it once per stored study)."""
         return fingerprint(self.source)
 
     def matches(self, stored: str, stored_json: str | None = None) -> bool:

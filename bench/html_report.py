@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+from pathlib import Path
 
 from matplotlib.figure import Figure
 from tabulate import tabulate
@@ -56,7 +57,6 @@ def render_html(rep: Report, images: list[tuple[str, str, bytes]] | None = None)
 
 def render_across_html(rep: AcrossReport) -> str:
     """The across-tasks page: average ranks, Friedman and Nemenyi notes, the CD diagram."""
-    from pathlib import Path
     head, body, notes = across_parts(rep)
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     png = [Path(p) for p in rep.plots if p.endswith(".png")]

@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 import optuna
 
 from bench.errors import UserError
+from bench.journal_lock import OwnedSymlinkLock
 
 DEFAULT_URL = "sqlite:///runs/bench.db"
 SCHEMES = ("sqlite:///PATH", "journal:PATH", "postgresql://USER:PASSWORD@HOST:PORT/DB",
@@ -377,8 +378,8 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     try:
         if kind == "journal":
             path = Path(url[len("journal:"):])
-            return optuna.storages.JournalStorage(
-                optuna.storages.journal.JournalFileBackend(str(path)))
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+                str(path), lock_obj=OwnedSymlinkLock(str(path))))
         if kind == "sqlite":
             if create and url == DEFAULT_URL:
                 _file_path(url, kind).parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 
@@ -86,16 +86,29 @@ class Budget:
             return optuna.pruners.NopPruner()
         raise UserError(f"budget {self.name}: unknown pruner {kind!r}; valid: median, hyperband, none")
 
-    def suggest_optimizer(self, trial: optuna.Trial) -> dict[str, Any]:
-        """The shared optimizer settings; a learning rate is tuned where a range is given
-        (``lr``, and ``lr_<group>`` for a parameter group with an optimizer of its own)."""
-        def pick(opt: dict[str, Any], name: str) -> dict[str, Any]:
-            opt = {k: pick(v, f"lr_{k}") if isinstance(v, dict) else v for k, v in opt.items()}
+    def _with_lrs(self, choose: Callable[[str, tuple[float, float]], float]) -> dict[str, Any]:
+        """The optimizer settings with every tuned learning rate (a ``[low, high]`` range under
+        ``lr``, or under a parameter group's own table as ``lr_<group>``) replaced by
+        ``choose(name, range)``: the one place that knows which rates a preset tunes."""
+        def walk(opt: dict[str, Any], name: str) -> dict[str, Any]:
+            opt = {k: walk(v, f"lr_{k}") if isinstance(v, dict) else v for k, v in opt.items()}
             if isinstance(opt.get("lr"), list):
-                opt["lr"] = trial.suggest_float(name, *opt["lr"], log=True)
+                opt["lr"] = choose(name, tuple(opt["lr"]))
             return opt
 
-        return {"lr": 1e-3, **pick(self.optimizer, "lr")}
+        return {"lr": 1e-3, **walk(self.optimizer, "lr")}
+
+    def suggest_optimizer(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The shared optimizer settings, each tuned learning rate suggested on a log scale."""
+        return self._with_lrs(lambda name, r: trial.suggest_float(name, *r, log=True))
+
+    @cached_property
+    def tuned_lrs(self) -> dict[str, tuple[float, float]]:
+        """The learning rates this preset tunes, by Optuna parameter name, with their ranges
+        (empty when every rate is fixed)."""
+        out: dict[str, tuple[float, float]] = {}
+        self._with_lrs(lambda name, r: out.setdefault(name, r)[0])
+        return out
 
 
 def fingerprint(source: str) -> str:

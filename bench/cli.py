@@ -430,9 +430,10 @@ def cmd_sensitivity(args) -> int:
                           f"{args.cell}: mean test {rep.metric} over {exp.budget.seeds} seeds "
                           f"({exp.task.id.split(',')[0]}, budget {exp.budget.name})",
                           plots_dir / ("sensitivity-" + args.cell + "-" + "-".join(k for k, _ in grid)))
-    lr = exp.budget.optimizer.get("lr")
-    how = (f"learning rate tuned per grid point, {exp.budget.trials} trials each"
-           if isinstance(lr, list) else f"learning rate fixed at {lr} by budget {exp.budget.name}")
+    tuned = ", ".join(exp.budget.tuned_lrs)
+    how = (f"learning rate tuned per grid point ({tuned}), {exp.budget.trials} trials each" if tuned else
+           f"learning rate fixed at {exp.budget.optimizer.get('lr', 1e-3)} by budget "
+           f"{exp.budget.name}")
     print(f"\nSensitivity of {args.cell} (mean test {rep.metric}; solved k/n; median epochs to "
           f"solve; {how}):\n")
     print(tabulate(body, head, tablefmt="github"))

@@ -137,15 +137,7 @@ def default_config(spec: CellSpec, budget: Budget) -> dict[str, Any]:
     """What the seeds train when no tuning trial completed: every searched hyperparameter at its
     registered default, and each tuned learning rate at the geometric middle of its range."""
     out: dict[str, Any] = {k: p.default for k, p in spec.searched(budget.cells).items()}
-
-    def lrs(opt: dict[str, Any], name: str) -> None:
-        for k, v in opt.items():
-            if isinstance(v, dict):
-                lrs(v, f"lr_{k}")
-        if isinstance(opt.get("lr"), list):
-            out[name] = float((opt["lr"][0] * opt["lr"][1]) ** 0.5)
-
-    lrs(budget.optimizer, "lr")
+    out.update({name: float((lo * hi) ** 0.5) for name, (lo, hi) in budget.tuned_lrs.items()})
     return out
 
 

@@ -309,7 +309,7 @@ def test_sensitivity_grid_table_heatmap_and_resume(tmp_path):
     out = bench(tmp_path, *args).stdout
     grid = out[out.index("Sensitivity of momentum_lstm"):]
     assert "| mu=0 " in grid and "| mu=0.6 " in grid and "/6 solved" in grid
-    assert "learning rate tuned per grid point, 2 trials each" in grid
+    assert "learning rate tuned per grid point (lr), 2 trials each" in grid
     png = tmp_path / "runs" / "plots" / "sensitivity-momentum_lstm-mu.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
     before = n_trials(tmp_path)

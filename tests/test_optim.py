@@ -75,6 +75,7 @@ def test_lightning_run_with_group_optimizer_and_clipping(tmp_path):
     trial = optuna.trial.FixedTrial({"lr_orthogonal": 5e-4})
     opt = budget.suggest_optimizer(trial)
     assert opt == {"name": "adam", "lr": 1e-2, "orthogonal": {"name": "rmsprop", "lr": 5e-4}}
+    assert budget.tuned_lrs == {"lr_orthogonal": (1e-4, 1e-3)}     # the top-level lr is fixed
     data = parse_task("adding:T=10,n_train=64,n_val=32,n_test=32").build()
     data.setup("fit")
     result = train_run(data, parse_spec("dtriv"), {"K": 1, "init": "cayley"}, 6, budget, opt, seed=0)

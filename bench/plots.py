@@ -112,15 +112,33 @@ def heatmap(values: list[list[float]], rows: list[str], cols: list[str], labels:
             for ext in (".png", ".svg")]
 
 
-def gradient_flow(norms: list[list[float]], epochs: list[int], title: str, path_stem: Path
-                  ) -> list[Path]:
-    """log10 ||dL/dh_t|| as a time x epoch heatmap (rows: recorded epochs)."""
+def gradient_flow(norms: list[list[float]], epochs: list[int], val_curve: list[float],
+                  metric: str, title: str, path_stem: Path) -> list[Path]:
+    """log10 ||dL/dh_t|| as a time x epoch heatmap (rows: recorded epochs), beside the validation
+    curve drawn on the same rows, so the epoch where the gradient reaches h_1 lines up with the
+    epoch where the loss leaves its plateau. The size does not grow with T."""
     import math
-    T = len(norms[0])
-    ticks = [str(t + 1) if (t + 1) % max(1, T // 8) == 0 else "" for t in range(T)]
-    return heatmap([[math.log10(max(v, 1e-30)) for v in n] for n in norms],
-                   [f"epoch {e}" for e in epochs], ticks, [[""] * T for _ in norms],
-                   "epoch", "time step t", title, path_stem)
+
+    import numpy as np
+    data = np.asarray([[math.log10(max(v, 1e-30)) for v in n] for n in norms])
+    T = data.shape[1]
+    fig = Figure(figsize=(11, 1.6 + 0.32 * len(epochs)))
+    left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [4, 1]})
+    im = left.imshow(data, cmap="viridis", aspect="auto", interpolation="nearest",
+                     extent=(0.5, T + 0.5, len(epochs) - 0.5, -0.5))
+    left.set_yticks(range(len(epochs)), [f"epoch {e}" for e in epochs])
+    left.set_xlabel("time step t")
+    fig.colorbar(im, ax=left, label="log10 ||dL/dh_t||", pad=0.01)
+    rows = [i for i, e in enumerate(epochs) if 1 <= e <= len(val_curve)]
+    values = [val_curve[epochs[i] - 1] for i in rows]
+    right.plot(values, rows, "o-", color="black", markersize=3)
+    right.set_xlabel(f"val {metric}")
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 50:
+        right.set_xscale("log")
+    right.grid(True, alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path_stem)
 
 
 def save(fig: Figure, path_stem: Path, png: bytes | None = None) -> list[Path]:

@@ -58,3 +58,21 @@ def test_diagnose_command_writes_the_flow_and_stores_it(tmp_path):
     assert stored.user_attrs["config_source"] == "registered defaults"
     rows = [line.split("|")[1:3] for line in p.stdout.splitlines() if line.startswith("| lstm")]
     assert [(c.strip(), e.strip()) for c, e in rows] == [("lstm", "0"), ("lstm", "2")]
+
+
+def test_the_gradient_flow_picture_keeps_its_size_whatever_t(tmp_path):
+    """The heatmap once grew 1.5 inches per time step (5242 px wide at T = 50, unreadable)."""
+    import struct
+
+    from bench import plots
+
+    def size(T: int) -> tuple[int, int]:
+        norms = [[10.0 ** (-t / 10) for t in range(T)] for _ in range(4)]
+        png, svg = plots.gradient_flow(norms, [0, 1, 2, 3], [0.16, 0.1, 0.01], "mse", "t",
+                                       tmp_path / f"g{T}")
+        assert svg.read_text().lstrip().startswith("<?xml")
+        return struct.unpack(">II", png.read_bytes()[16:24])      # the IHDR width and height
+
+    w50, h50 = size(50)
+    w1000, h1000 = size(1000)
+    assert w50 < 1400 and abs(w1000 - w50) < 40 and h50 == h1000, (w50, w1000, h50, h1000)

@@ -105,11 +105,20 @@ def heatmap(values: list[list[float]], rows: list[str], cols: list[str], labels:
     ax.set_title(title, fontsize=9)
     for i, row in enumerate(labels):
         for j, text in enumerate(row):
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white"
-                    if data.mask is np.False_ or not data.mask[i, j] else "black")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color=_ink(im, data[i, j]))
     fig.colorbar(im, ax=ax)
     return [_save_atomic(fig, path_stem.with_name(path_stem.name + ext), ext[1:])
             for ext in (".png", ".svg")]
+
+
+def _ink(im, value) -> str:
+    """Black on a light square, white on a dark or a missing (grey) one."""
+    import numpy as np
+    if value is np.ma.masked:
+        return "black"
+    r, g, b, _ = im.cmap(im.norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
 
 
 def gradient_flow(norms: list[list[float]], epochs: list[int], val_curve: list[float],

@@ -76,3 +76,14 @@ def test_the_gradient_flow_picture_keeps_its_size_whatever_t(tmp_path):
     w50, h50 = size(50)
     w1000, h1000 = size(1000)
     assert w50 < 1400 and abs(w1000 - w50) < 40 and h50 == h1000, (w50, w1000, h50, h1000)
+
+
+def test_heatmap_labels_are_dark_on_light_squares(tmp_path):
+    """The grid's labels were white on every square, unreadable on viridis' yellow (solved) end."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from bench import plots
+    im = Figure().add_subplot().imshow(np.array([[0.0, 1.0]]), cmap="viridis_r")
+    assert plots._ink(im, 0.0) == "black" and plots._ink(im, 1.0) == "white"
+    assert plots._ink(im, np.ma.masked) == "black"       # grey missing square

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import optuna
 
 from bench.errors import UserError, choices
-from bench.optim import check_optimizer
+from bench.optim import DEFAULT_LR, check_optimizer
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
@@ -96,7 +96,7 @@ class Budget:
                 opt["lr"] = choose(name, tuple(opt["lr"]))
             return opt
 
-        return {"lr": 1e-3, **walk(self.optimizer, "lr")}
+        return {"lr": DEFAULT_LR, **walk(self.optimizer, "lr")}
 
     def suggest_optimizer(self, trial: optuna.Trial) -> dict[str, Any]:
         """The shared optimizer settings, each tuned learning rate suggested on a log scale."""
@@ -107,7 +107,12 @@ class Budget:
         """The learning rates this preset tunes, by Optuna parameter name, with their ranges
         (empty when every rate is fixed)."""
         out: dict[str, tuple[float, float]] = {}
-        self._with_lrs(lambda name, r: out.setdefault(name, r)[0])
+
+        def note(name: str, r: tuple[float, float]) -> float:
+            out[name] = r
+            return r[0]
+
+        self._with_lrs(note)
         return out
 
 

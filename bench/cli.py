@@ -402,6 +402,7 @@ def cmd_sensitivity(args) -> int:
 
     from bench import plots
     from bench import report as rp
+    from bench.optim import DEFAULT_LR
     from bench.registry import parse_cells
     from bench.storage import open_storage
 
@@ -432,7 +433,7 @@ def cmd_sensitivity(args) -> int:
                           plots_dir / ("sensitivity-" + args.cell + "-" + "-".join(k for k, _ in grid)))
     tuned = ", ".join(exp.budget.tuned_lrs)
     how = (f"learning rate tuned per grid point ({tuned}), {exp.budget.trials} trials each" if tuned else
-           f"learning rate fixed at {exp.budget.optimizer.get('lr', 1e-3)} by budget "
+           f"learning rate fixed at {exp.budget.optimizer.get('lr', DEFAULT_LR)} by budget "
            f"{exp.budget.name}")
     print(f"\nSensitivity of {args.cell} (mean test {rep.metric}; solved k/n; median epochs to "
           f"solve; {how}):\n")

@@ -28,6 +28,7 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 #: keys an optimizer table may hold besides group tables and ``<group>_lr_factor``
 KEYS = ("name", "lr", "alpha", "momentum")
+DEFAULT_LR = 1e-3      # a preset that names no lr trains with this
 
 
 class JointOptimizer(torch.optim.Optimizer):
@@ -94,7 +95,7 @@ def check_optimizer(opt: Any, where: str) -> None:
 def _check_one(opt: dict[str, Any], where: str, top: bool) -> None:
     if opt.get("name") not in OPTIMIZERS:
         raise UserError(f"{where}: optimizer {opt.get('name')!r}; valid: {choices(OPTIMIZERS)}")
-    lr = opt.get("lr", 1e-3 if top else None)
+    lr = opt.get("lr", DEFAULT_LR if top else None)
     ok = (isinstance(lr, (int, float)) and lr > 0) or (
         isinstance(lr, list) and len(lr) == 2 and all(isinstance(v, (int, float)) for v in lr)
         and 0 < lr[0] < lr[1])

@@ -142,9 +142,7 @@ def gradient_flow(norms: list[list[float]], epochs: list[int], val_curve: list[f
     values = [val_curve[epochs[i] - 1] for i in rows]
     right.plot(values, rows, "o-", color="black", markersize=3)
     right.set_xlabel(f"val {metric}")
-    finite = [v for v in values if math.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) / min(finite) > 50:
-        right.set_xscale("log")
+    _log_if_positive(right, values, axis="x")
     right.grid(True, alpha=0.3)
     fig.suptitle(title, fontsize=9)
     return save(fig, path_stem)
@@ -178,11 +176,11 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _log_if_positive(ax, values: list[float]) -> None:
+def _log_if_positive(ax, values: list[float], axis: str = "y") -> None:
     import math
     finite = [v for v in values if math.isfinite(v)]
     if finite and min(finite) > 0 and max(finite) / min(finite) > 50:
-        ax.set_yscale("log")
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
 def seed_points(seeds: dict[str, list[dict]], trivial: float, reference: str, metric: str) -> Figure:

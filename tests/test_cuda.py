@@ -84,3 +84,21 @@ def test_graph_replay_trains_like_eager(name):
         assert len(cells[0].__dict__["_cuda_graphs"].graphs) == 2
     elif "dtriv" in name:            # the modrelu loop alone is graphed (bench.graphs.replay)
         assert _FUNCTION_GRAPHS[modrelu_scan].graphs
+
+
+def test_copy_reproduction_trains_on_cuda_as_on_the_cpu(tmp_path):
+    """scripts/reproduce/copy_task.py with --device cuda: the same weights and batches as on the
+    CPU, so the first iterations' losses agree (float32 both, TF32 off) for a cuDNN cell and a
+    graphed one."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "reproduce"))
+    import copy_task
+    losses = {}
+    for device in ("cpu", "cuda"):
+        with open(tmp_path / f"{device}.jsonl", "w") as f:
+            rows, done = copy_task.train_all(["lstm", "dtriv"], "paper-copy", 10, 3, 0, f, 64, None,
+                                             device)
+        assert done == 3 and (rows[0]["device"] == "cpu") == (device == "cpu")
+        losses[device] = [r["last100_train_ce"] for r in rows] + [r["test_ce"] for r in rows]
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-4)

@@ -153,3 +153,35 @@ def test_copy_script_logs_fresh_batch_losses_and_stops_every_cell_at_the_same_it
     # a fresh batch is new data: iteration 1 differs from iteration 0, and from the test seed
     assert not torch.equal(copy_task.fresh_batch(task, 0, 8, 0)[0], copy_task.fresh_batch(task, 1, 8, 0)[0])
     assert re.search(r"4000", (REPRO / "paper-copy.sh").read_text())
+
+
+def test_copy_table_joins_per_cell_logs_and_refuses_a_log_without_summaries(tmp_path, capsys):
+    """PARALLEL=1 writes one log per cell and joins them; --table prints each summary's own
+    iterations and test CE (read back here), and a bad log is one error line with exit 2."""
+    for cell, its in (("lstm", 2), ("dtriv", 3)):
+        with open(tmp_path / f"{cell}.jsonl", "w") as f:
+            copy_task.train_all([cell], "paper-copy", 10, its, 0, f, 64, None)
+    joined = tmp_path / "joined.jsonl"
+    joined.write_text("".join((tmp_path / f"{c}.jsonl").read_text() for c in ("lstm", "dtriv")))
+    summaries = copy_task.summaries(joined)
+    assert [(r["cell"], r["iterations"], r["device"]) for r in summaries] == [("lstm", 2, "cpu"),
+                                                                              ("dtriv", 3, "cpu")]
+    assert copy_task.main(["--table", str(joined), "--iterations", "4000"]) == 0
+    out = capsys.readouterr().out
+    for r in summaries:
+        row = next(line for line in out.splitlines() if line.startswith(f"| {r['cell']} |"))
+        assert f"| {r['iterations']} of 4000 | {r['test_ce']:.4f} |" in row
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    for bad in ("bad.jsonl", "missing.jsonl"):
+        assert copy_task.main(["--table", str(tmp_path / bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and bad in err[0] and "valid: the log of a finished run" in err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_copy_on_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, capsys):
+    log = tmp_path / "never.jsonl"
+    assert copy_task.main(["--device", "cuda", "--log", str(log)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device cuda" in err[0] and "valid: --device cpu" in err[0]
+    assert not log.exists()

@@ -40,7 +40,7 @@ def plot(log: Path, png: Path, title: str = "") -> None:
         k = min(20, len(losses))
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
         test = summaries.get(cell, {}).get("test_ce")
-        label = cell + (f" (test {test:.4f})" if test is not None else "")
+        label = cell + (f" (test {test:.3g})" if test is not None else "")
         ax.plot(x[k - 1:], smooth, color=color, lw=2, label=label)
         L = summaries.get(cell, {}).get("baseline", L)
     if L is not None:

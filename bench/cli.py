@@ -93,6 +93,9 @@ def _work_args(p: argparse.ArgumentParser) -> None:
                         "a server storage; the results do not depend on N")
     p.add_argument("--workers-per-gpu", type=_positive, metavar="K", default=1,
                    help="with --device cuda: K workers share each GPU (small RNNs leave it idle)")
+    p.add_argument("--threads", type=_positive, metavar="T",
+                   help="torch threads per worker (default: the cores not busy at the start, "
+                        "split between the workers; 1 on a busy machine)")
 
 
 def _speed_args(p: argparse.ArgumentParser, epoch: bool | None) -> None:
@@ -537,6 +540,7 @@ def cmd_run(args) -> int:
     exp, specs, data, storage, n, visible = _prepare(args, "run")    # first: bad input starts fast
     from bench import report as rp
     from bench.progress import Eta
+    from bench.pool import threads_per_worker
     from bench.storage import is_single_process, mask_url
     from bench.work import run_experiment, stored_work
 
@@ -548,17 +552,21 @@ def cmd_run(args) -> int:
     expect = (f"expected {_minutes(left / n)} from stored run times" if left is not None and remaining
               else "no stored run times for these cells yet: the ETA follows the first runs"
               if remaining else "nothing left to run")
+    threads, why = (args.threads, "--threads") if args.threads else threads_per_worker(n)
     print(f"{exp.task.id}: {len(specs)} cells x ({b.trials} trials + {b.seeds} seeds) = {total} runs "
           f"({done} already stored; {expect}); budget {b.name}, {exp.size}, {b.epochs} epochs per "
-          f"run; {n} worker{'s' if n > 1 else ''}; storage {mask_url(args.storage)}", flush=True)
+          f"run; {n} worker{'s' if n > 1 else ''} x {threads} thread{'s' if threads > 1 else ''} "
+          f"({why}); storage {mask_url(args.storage)}", flush=True)
     start = time.perf_counter()
     bar = Bar(total, done, eta, args.no_progress)
     try:
         if n == 1:
+            import torch
+            torch.set_num_threads(threads)
             run_experiment(storage, exp, specs, data, bar, args.device,
                            is_single_process(args.storage))
         else:
-            _run_workers(args, exp, specs, storage, n, visible, bar)
+            _run_workers(args, exp, specs, storage, visible, threads, bar)
     finally:
         bar.close()
     print(f"done in {time.perf_counter() - start:.0f} s\n")
@@ -570,12 +578,12 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _run_workers(args, exp, specs, storage, n: int, visible: list[str | None], bar: "Bar") -> None:
+def _run_workers(args, exp, specs, storage, visible: list[str | None], threads: int,
+                 bar: "Bar") -> None:
     """Start ``n`` ``bench worker`` processes and supervise them (``bench.pool``)."""
     from bench.pool import supervise, worker_argv
     from bench.work import stored_work
 
-    threads = max(1, (os.cpu_count() or 1) // n)
     argvs, envs = [], []
     for gpu in visible:
         env = dict(os.environ)

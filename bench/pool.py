@@ -58,6 +58,21 @@ class Pool:
             s.proc.wait()
 
 
+def threads_per_worker(n: int) -> tuple[int, str]:
+    """Torch threads for each of ``n`` workers on this host, and what decided it (for the run's
+    first line): the cores not already busy when the run starts (the one-minute load average),
+    split between the workers, at least one each.
+
+    On this project's small models a second thread makes a step at most ~1.8x faster on idle
+    cores, but 4-6x slower beside busy processes, where every step waits for a descheduled
+    partner thread (README, "Threads"): so a busy machine gets one thread per worker.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    free = cores - min(cores, round(load))
+    return max(1, free // n), f"{cores} cores, load {load:.1f}"
+
+
 def worker_argv(args, specs: list[CellSpec], threads: int | None, device: str) -> list[str]:
     """The ``bench worker`` command line that works on the same experiment as ``args``."""
     argv = [sys.executable, "-m", "bench", "worker", "--task", args.task, "--cells",

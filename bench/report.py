@@ -284,11 +284,12 @@ def _first(col: pd.Series):
     return int(col.iloc[0]) if len(col) else None
 
 
-def fmt_number(x: float) -> str:
-    """A number for a table cell: 4 significant digits, – for NaN, never for +inf."""
+def fmt_number(x: float, inf: str = "never") -> str:
+    """A number for a table cell: 4 significant digits, – for NaN, ``inf`` for +inf (an epoch
+    count that never came: "never"; an unbounded interval: "inf")."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    return "never" if isinstance(x, float) and math.isinf(x) and x > 0 else f"{x:.4g}"
+    return inf if isinstance(x, float) and math.isinf(x) and x > 0 else f"{x:.4g}"
 
 
 def _verdict(r: dict) -> str:
@@ -308,7 +309,7 @@ def _display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
         n = f"{r['n']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
         solved = f"{r['solved']}/{r['n']} [{r['solved_low']:.2f}, {r['solved_high']:.2f}]"
         shift = "–" if r["verdict"] == "reference" else \
-            f"{fmt_number(r['shift'])} [{fmt_number(r['shift_low'])}, {fmt_number(r['shift_high'])}]"
+            f"{fmt_number(r['shift'])} [{fmt_number(r['shift_low'])}, {fmt_number(r['shift_high'], 'inf')}]"
         flops = fmt_number(r["flops_per_step"] / 1000) if r["flops_per_step"] else "–"
         body.append([r["cell"], str(r["params"]), flops, mean, ci, n, solved,
                      fmt_number(r["epochs_to_solve"]), fmt_number(r["p_holm"]), fmt_number(r["a12"]), shift, fmt_number(r["cohens_d"]),

@@ -256,3 +256,21 @@ def test_published_protocol_shows_the_best_test_epoch_beside_the_honest_value(tm
     assert "Published selection" in rp.render(rep, "md") and "lstm 0.03 vs 0.0375" in rp.render(rep, "md")
     assert "Published selection" not in rp.render(rp.build(storage, experiment(
         dataclasses.replace(SMOKE, epochs=3, seeds=6)), ["lstm"]), "md")
+
+
+def test_an_unbounded_shift_interval_reads_inf_not_never(tmp_path):
+    """2 vs 2 seeds: no finite 95% Hodges-Lehmann interval exists, the table says [-inf, inf];
+    "never" is for epochs to solve (here: the seeds that stay on the plateau)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 't.db'}")
+    exp = experiment(dataclasses.replace(SMOKE, epochs=2, seeds=2))
+    _store_seed_runs(storage, exp, "lstm", [([0.16, 0.16], [0.16, 0.16 + i / 1000], 0.16 + i / 1000)
+                                            for i in range(2)])
+    _store_seed_runs(storage, exp, "gru", [([0.05, 0.01], [0.05, 0.01 + i / 1000], 0.01 + i / 1000)
+                                           for i in range(2)])
+    rep = rp.build(storage, exp, ["lstm", "gru"])
+    gru = next(r for r in rep.rows if r["cell"] == "gru")
+    assert (gru["shift_low"], gru["shift_high"]) == (-math.inf, math.inf)
+    rows = {line.split("|")[1].strip(): line for line in rp.render(rep, "md").splitlines()
+            if line.startswith("|")}
+    assert f"{gru['shift']:.4g} [-inf, inf]" in rows["gru"] and "never]" not in rows["gru"]
+    assert "| never " in rows["lstm"]                      # lstm's epochs to solve

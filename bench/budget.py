@@ -71,6 +71,21 @@ class Budget:
         return (stored in (self.fingerprint, text_fingerprint(self.source))
                 or (stored_json is not None and stored_json == budget_json(self)))
 
+    @classmethod
+    def from_stored(cls, stored_json: str, stored_fingerprint: str) -> "Budget":
+        """The preset as a storage holds it beside its runs (``budget_json``), with the
+        fingerprint stored there: what those runs were made with, whatever the file says now."""
+        fields = {k: v for k, v in json.loads(stored_json).items() if k in cls.__dataclass_fields__}
+        b = cls(**fields)
+        b.__dict__["fingerprint"] = stored_fingerprint    # the cached_property's slot: no source
+        return b
+
+    def differences(self, other: "Budget") -> str:
+        """What differs from ``other``, e.g. ``epochs 12 (now 24), pruner ...``."""
+        mine, theirs = json.loads(budget_json(self)), json.loads(budget_json(other))
+        keys = [k for k in sorted(mine) if mine[k] != theirs.get(k)]
+        return ", ".join(f"{k} {json.dumps(mine[k])} (now {json.dumps(theirs.get(k))})" for k in keys)
+
     def seed_list(self) -> list[int]:
         """Training seeds of the final runs (offset so they never equal a tuning trial's seed)."""
         return [10_000 + i for i in range(self.seeds)]

@@ -269,14 +269,15 @@ def split_tasks(text: str) -> list[str]:
     return out
 
 
-def _experiment(args, task_text: str | None = None):
-    """Check every input and build (experiment, specs) without touching the storage."""
+def _experiment(args, task_text: str | None = None, budget=None):
+    """Check every input and build (experiment, specs) without touching the storage; ``budget``:
+    a preset already loaded (the copy a storage holds) instead of ``--budget``."""
     from bench.budget import load_budget
     from bench.registry import parse_cells, parse_spec
     from bench.task import parse_task
     from bench.experiment import Experiment
 
-    budget = load_budget(args.budget)
+    budget = budget or load_budget(args.budget)
     if (task_text or args.task) is None:
         raise UserError("--task is required (or --across TASKS for report); valid: a task spec, "
                         "e.g. adding:T=50")
@@ -689,19 +690,23 @@ def cmd_report(args) -> int:
     from bench import report as rp
     from bench.registry import parse_cells
     from bench.storage import check_url, open_storage
+    from bench.studies import stored_budget
 
     if args.out:                  # refuse an unwritable --out before any work
         _writable_dir(Path(args.out).absolute().parent, "--out", create=False)
     if args.across:
         if args.task:
             raise UserError("--task and --across: give one; valid: --task TASK or --across TASKS")
-        exps = [_experiment(args, t)[0] for t in split_tasks(args.across)]
+        texts = split_tasks(args.across)
+        exps = [_experiment(args, t)[0] for t in texts]
         specs = parse_cells(args.cells, args.ablations) if args.cells is not None else None
         plots_dir = Path(args.plots) if args.plots else (
             Path(args.out).parent if args.out else Path("runs") / "plots")
         _writable_dir(plots_dir, "--plots", create=True)
         check_url(args.storage, create=False)
         storage = open_storage(args.storage, create=False)
+        exps = [_experiment(args, t, stored_budget(storage, exp.budget)[0])[0]
+                for t, exp in zip(texts, exps)]
         alpha = exps[0].budget.declared()["alpha"] if args.alpha is None else args.alpha
         arep = rp.build_across(storage, exps, [str(s) for s in specs] if specs else None, alpha,
                                plots_dir)
@@ -723,8 +728,13 @@ def cmd_report(args) -> int:
     check_url(args.storage, create=False)
     artifacts, why = artifact_dir(args.storage, args.artifacts)
     storage = open_storage(args.storage, create=False)
+    budget, changed = stored_budget(storage, exp.budget)
+    if changed:                   # report what the runs were made with, and say so
+        exp, specs = _experiment(args, budget=budget)
     rep = rp.build(storage, exp, [str(s) for s in specs] if specs else None, args.test,
                    args.reference, args.alpha)
+    if changed:
+        rep.footer.append(changed)
     figs = figures(rep) if args.format == "html" or plots_dir else []
     pngs = [(f"{stem}.png", caption, plots.png_bytes(fig)) for stem, fig, caption in figs]
     text = render_html(rep, pngs) if args.format == "html" else rp.render(rep, args.format)

@@ -3,6 +3,7 @@ the best-validation epoch with that epoch's weights, final seeds are not the tun
 with no completed tuning trial get the registered defaults, and a verdict that flips between half
 and the whole budget is marked."""
 import dataclasses
+import json
 import math
 
 import optuna
@@ -274,3 +275,36 @@ def test_an_unbounded_shift_interval_reads_inf_not_never(tmp_path):
             if line.startswith("|")}
     assert f"{gru['shift']:.4g} [-inf, inf]" in rows["gru"] and "never]" not in rows["gru"]
     assert "| never " in rows["lstm"]                      # lstm's epochs to solve
+
+
+def test_report_uses_the_preset_stored_with_the_runs_when_its_file_changed(tmp_path, monkeypatch,
+                                                                          capsys):
+    """A built-in preset edited after its runs were stored (as `default` went from 12 to 24
+    epochs): `report` counts the runs' own epochs and prints the stored fingerprint, with a note
+    naming what changed; the table is the one `run` printed."""
+    import shutil
+    from bench import budget as budget_mod, cli
+    studies = tmp_path / "studies"
+    shutil.copytree(budget_mod.STUDIES, studies)
+    monkeypatch.setattr(budget_mod, "STUDIES", studies)
+    monkeypatch.chdir(tmp_path)
+    common = ["--task", TASK, "--cells", "lstm,gru", "--budget", "smoke",
+              "--storage", f"sqlite:///{tmp_path / 'r.db'}"]
+    assert cli.main(["run", *common, "--no-progress", "--threads", "1"]) == 0
+    ran = capsys.readouterr().out
+    stored = load_budget("smoke")
+    text = (studies / "smoke.toml").read_text()
+    (studies / "smoke.toml").write_text(text.replace(f"\nepochs = {stored.epochs}\n",
+                                                     f"\nepochs = {2 * stored.epochs}\n"))
+    now = load_budget("smoke")
+    assert now.epochs == 2 * stored.epochs and now.fingerprint != stored.fingerprint
+    assert cli.main(["report", *common]) == 0
+    out = capsys.readouterr().out
+    rows = lambda t: [line for line in t.splitlines() if line.startswith("|")]
+    assert rows(out) == rows(ran)
+    assert f"budget smoke (fingerprint {stored.fingerprint})" in out
+    assert (f"Preset smoke as stored with these runs (fingerprint {stored.fingerprint}); the current "
+            f"preset file differs (fingerprint {now.fingerprint}): epochs {stored.epochs} (now "
+            f"{now.epochs})") in out
+    assert cli.main(["report", *common, "--format", "json"]) == 0
+    assert f"{stored.epochs} epochs" in json.loads(capsys.readouterr().out)["provenance"]["budget"]

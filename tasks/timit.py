@@ -87,7 +87,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
@@ -179,6 +178,7 @@ def audio_info(path: Path, p: Preprocessing = PREPROCESSING) -> int:
     fields = sphere_header(path, head) if head.startswith(b"NIST") else None
     if fields is None and not head.startswith(b"RIFF"):
         raise UserError(f"{path}: not a NIST SPHERE or RIFF WAV file (starts with {head[:8]!r})")
+    import soundfile as sf     # here: only TIMIT reads audio (and a GPU host may lack libsndfile)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as e:
@@ -196,6 +196,7 @@ def audio_info(path: Path, p: Preprocessing = PREPROCESSING) -> int:
 
 def read_audio(path: Path, p: Preprocessing = PREPROCESSING) -> np.ndarray:
     """Mono samples as float64 in [-1, 1) (int16 / 32768, as the original wavread), checked first."""
+    import soundfile as sf
     n = audio_info(path, p)
     try:
         x, _ = sf.read(str(path), dtype="float64", frames=n, always_2d=True)

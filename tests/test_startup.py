@@ -1,6 +1,6 @@
 """Commands that never train start without Lightning (about 5 s of CPU: it imports torch._dynamo),
-and commands that compute no statistic or read no audio start without scipy.stats and
-scipy.signal (2 s each); see bench/lightning.py. Each case runs the CLI in a fresh interpreter,
+and commands that compute no statistic or read no audio start without scipy.stats, scipy.signal
+and soundfile (2 s each for the scipy ones); see bench/lightning.py. Each case runs the CLI in a fresh interpreter,
 as a user does, and checks the result as well as what was imported."""
 import subprocess
 import sys
@@ -14,7 +14,7 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as e:
     code = e.code
-heavy = ("pytorch_lightning", "torch._dynamo", "scipy.signal", "scipy.stats", "statsmodels")
+heavy = ("pytorch_lightning", "torch._dynamo", "scipy.signal", "scipy.stats", "statsmodels", "soundfile")
 print("EXIT", code, "IMPORTED", ",".join(m for m in heavy if m in sys.modules), file=sys.stderr)
 """
 

@@ -572,10 +572,9 @@ def cmd_run(args) -> int:
         bar.close()
     print(f"done in {time.perf_counter() - start:.0f} s\n")
     rep = rp.build(storage, exp, [str(s) for s in specs], args.test, args.reference, args.alpha)
-    from bench.dashboard import artifact_dir, publish
-    # the table as notes and the plots as artifacts, visible in optuna-dashboard
-    publish(storage, exp, rep, artifact_dir(args.storage)[0])
-    print(rp.render(rep, "md"))
+    print(rp.render(rep, "md"), flush=True)
+    from bench.dashboard import artifact_dir
+    _publish(storage, exp, rep, artifact_dir(args.storage)[0], None, args.storage)
     return 0
 
 
@@ -716,7 +715,7 @@ def cmd_report(args) -> int:
         else:
             text = rp.render_across(arep, args.format)
         return _emit(text, args.out)
-    from bench.dashboard import artifact_dir, publish
+    from bench.dashboard import artifact_dir
     from bench.html_report import figures, render_html
 
     exp, specs = _experiment(args)
@@ -746,18 +745,25 @@ def cmd_report(args) -> int:
     code = _emit(text, args.out)
     if written:
         print("plots: " + ", ".join(map(str, written)), file=sys.stdout if args.out else sys.stderr)
-    try:                          # the table and plots in optuna-dashboard (`bench dashboard`)
-        done = publish(storage, exp, rep, artifacts, pngs or None)
-    except Exception as e:  # noqa: BLE001 - the report stands; say what the dashboard misses
-        from bench.storage import _scrub
-        detail = _scrub(str(e).splitlines()[0] if str(e) else "", args.storage)
-        print(f"bench: warning: the dashboard note and artifacts were not saved "
-              f"({type(e).__name__}: {detail})", file=sys.stderr)
-        return code
-    if why:
+    done = _publish(storage, exp, rep, artifacts, pngs or None, args.storage)
+    if done is not None and why:
         print(f"bench: dashboard: note saved on {done.index!r}; no plot artifacts: {why}",
               file=sys.stderr)
     return code
+
+
+def _publish(storage, exp, rep, artifacts, pngs, url: str):
+    """The table as notes and the plots as artifacts in optuna-dashboard (`bench dashboard`); a
+    failure there is a warning: the table is already printed and the runs are stored."""
+    from bench.dashboard import publish
+    try:
+        return publish(storage, exp, rep, artifacts, pngs)
+    except Exception as e:  # noqa: BLE001 - the report stands; say what the dashboard misses
+        from bench.storage import _scrub
+        detail = _scrub(str(e).splitlines()[0] if str(e) else "", url)
+        print(f"bench: warning: the dashboard note and artifacts were not saved "
+              f"({type(e).__name__}: {detail})", file=sys.stderr)
+        return None
 
 
 def _emit(text: str, out: str | None) -> int:

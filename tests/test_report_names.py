@@ -250,3 +250,23 @@ def test_validation_curves_tell_15_cells_apart_and_keep_the_legend_off_the_curve
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     renderer = FigureCanvasAgg(fig).get_renderer()
     assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+
+
+def test_run_prints_its_table_when_the_dashboard_note_cannot_be_saved(tmp_path):
+    """On a GPU host without optuna-dashboard's own dependencies, `run` trained every unit and then
+    died in the dashboard note, table unprinted. Now the table comes first and the note's failure is
+    one warning line: exit 0."""
+    import subprocess
+    import sys
+    probe = ("import sys; sys.modules['optuna_dashboard'] = None\n"   # any import of it now fails
+             "from bench.cli import main; sys.exit(main(sys.argv[1:]))")
+    p = subprocess.run([sys.executable, "-c", probe, "run", "--task", "adding:T=10,n_train=64,n_val=32,"
+                        "n_test=32", "--cells", "lstm", "--budget", "smoke", "--no-progress",
+                        "--storage", f"sqlite:///{tmp_path / 'r.db'}"], capture_output=True, text=True,
+                       timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "| lstm " in p.stdout and "| trivial solution" in p.stdout
+    warnings = [line for line in p.stderr.splitlines() if "dashboard note" in line]
+    assert warnings == ["bench: warning: the dashboard note and artifacts were not saved "
+                        "(ModuleNotFoundError: import of optuna_dashboard halted; None in sys.modules)"]
+    assert "Traceback" not in p.stderr

@@ -580,7 +580,8 @@ def cmd_run(args) -> int:
 
 def _run_workers(args, exp, specs, storage, visible: list[str | None], threads: int,
                  bar: "Bar") -> None:
-    """Start ``n`` ``bench worker`` processes and supervise them (``bench.pool``)."""
+    """Start one ``bench worker`` per entry of ``visible`` (its GPU, or None) with ``threads``
+    torch threads each, and supervise them (``bench.pool``)."""
     from bench.pool import supervise, worker_argv
     from bench.work import stored_work
 

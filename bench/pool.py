@@ -64,7 +64,7 @@ def threads_per_worker(n: int) -> tuple[int, str]:
     split between the workers, at least one each.
 
     On this project's small models a second thread makes a step at most ~1.8x faster on idle
-    cores, but 4-6x slower beside busy processes, where every step waits for a descheduled
+    cores, but 4-7x slower beside busy processes, where every step waits for a descheduled
     partner thread (README, "Threads"): so a busy machine gets one thread per worker.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     _experiment_args(work, cells_required=True)
     work.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     work.add_argument("--quiet", action="store_true", help="print errors only")
-    work.add_argument("--threads", type=_positive, help="torch threads (default: torch's choice)")
+    work.add_argument("--threads", type=_positive,
+                      help="torch threads (default: the cores not busy at the start; 1 on a busy host)")
     work.add_argument("--parent", type=int, help=argparse.SUPPRESS)   # run's pid: stop when it dies
 
     _analysis_commands(sub)
@@ -605,10 +606,10 @@ def _run_workers(args, exp, specs, storage, visible: list[str | None], threads: 
 def cmd_worker(args) -> int:
     """``worker``: claim and train this experiment's units until every one is stored; poll while
     other workers hold the last ones (a crashed holder's unit comes back after its lease)."""
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     exp, specs, data, storage, _, _ = _prepare(args, "worker")    # first: bad input starts fast
+    import torch
+    from bench.pool import threads_per_worker
+    torch.set_num_threads(args.threads or threads_per_worker(1)[0])   # as run's workers get
     from bench.progress import Silent
     from bench.storage import is_single_process, mask_url
     from bench.work import Worker, stored_work

@@ -38,7 +38,8 @@ def test_every_paper_preset_has_a_script_running_its_task_and_cells():
         assert script.is_file() and os.access(script, os.X_OK), name
         text = script.read_text()
         if name == "paper-copy":
-            assert "--cells " + ",".join(rep.cells) in text and "copy_task.py" in text
+            assert "CELLS=${CELLS:-" + ",".join(rep.cells) + "}" in text and "copy_task.py" in text
+            assert text.count('--cells "$CELLS"') == 1 and '--cells "$cell"' in text
         else:
             assert text.rstrip().splitlines()[-1] == \
                 f'run_preset {name} "{rep.task}" "{",".join(rep.cells)}"'

@@ -99,34 +99,41 @@ def mark_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> No
     fail(study, trial.number, "interrupted")
 
 
+def _differing(storage: optuna.storages.BaseStorage, budget: Budget) -> tuple[str, str | None] | None:
+    """(fingerprint, JSON) of the preset stored under ``budget.name`` when its content is not
+    ``budget``'s, else None (``run`` refuses to mix the two, so there is at most one)."""
+    for s in summaries(storage).values():
+        stored = s.user_attrs.get("budget_fingerprint")
+        stored_json = s.user_attrs.get("budget_json")
+        if (s.user_attrs.get("budget") == budget.name and stored
+                and not budget.matches(stored, stored_json)):
+            return stored, stored_json
+    return None
+
+
 def stored_budget(storage: optuna.storages.BaseStorage, budget: Budget) -> tuple[Budget, str | None]:
     """The preset the stored runs under ``budget.name`` were made with, and a note when that is
     not the current file's content: a report of those runs must count their epochs, not today's.
     (``run`` refuses such a storage instead: see ``check_budget``.)"""
     from bench.budget import Budget
-    for s in summaries(storage).values():
-        stored = s.user_attrs.get("budget_fingerprint")
-        stored_json = s.user_attrs.get("budget_json")
-        if (s.user_attrs.get("budget") != budget.name or not stored
-                or budget.matches(stored, stored_json)):
-            continue
-        if stored_json is None:
-            raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
-                            f"from the one stored under that name (fingerprint {stored}), and the "
-                            "storage holds no copy of it; valid: --budget PATH of the preset it ran")
-        old = Budget.from_stored(stored_json, stored)
-        return old, (f"Preset {budget.name} as stored with these runs (fingerprint {stored}); the "
-                     f"current preset file differs (fingerprint {budget.fingerprint}): "
-                     f"{old.differences(budget)}.")
-    return budget, None
+    differing = _differing(storage, budget)
+    if differing is None:
+        return budget, None
+    stored, stored_json = differing
+    if stored_json is None:
+        raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
+                        f"from the one stored under that name (fingerprint {stored}), and the "
+                        "storage holds no copy of it; valid: --budget PATH of the preset it ran")
+    old = Budget.from_stored(stored_json, stored)
+    return old, (f"Preset {budget.name} as stored with these runs (fingerprint {stored}); the "
+                 f"current preset file differs (fingerprint {budget.fingerprint}): "
+                 f"{old.differences(budget)}.")
 
 
 def check_budget(storage: optuna.storages.BaseStorage, budget: Budget) -> None:
     """Refuse a preset whose content differs from what the storage holds under the same name."""
-    for name, s in summaries(storage).items():
-        stored = s.user_attrs.get("budget_fingerprint")
-        if (s.user_attrs.get("budget") == budget.name and stored
-                and not budget.matches(stored, s.user_attrs.get("budget_json"))):
-            raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
-                            f"from the one stored under that name (fingerprint {stored}); give the "
-                            "changed preset another name, or use another --storage")
+    differing = _differing(storage, budget)
+    if differing is not None:
+        raise UserError(f"budget preset {budget.name!r} (fingerprint {budget.fingerprint}) differs "
+                        f"from the one stored under that name (fingerprint {differing[0]}); give the "
+                        "changed preset another name, or use another --storage")

@@ -186,3 +186,84 @@ def test_copy_on_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--device cuda" in err[0] and "valid: --device cpu" in err[0]
     assert not log.exists()
+
+
+def _losses(log: Path) -> list[tuple[str, int, float]]:
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    return [(r["cell"], r["iteration"], r["loss"]) for r in recs if "cell" in r]
+
+
+def test_copy_run_resumed_from_its_checkpoint_gives_the_unbroken_runs_losses(tmp_path, capsys):
+    """7 iterations, then the same command to 12: the losses, the test CE and the log equal one
+    12-iteration run's, exactly. dtriv rebases every 3 steps with paper-copy's official rebase
+    gradient, so a resumed cell that forgot its step count or its folded generator differs."""
+    args = ["--cells", "dtriv[K=3],momentum_lstm", "--L", "10", "--test-sequences", "64"]
+    whole, split = tmp_path / "whole.jsonl", tmp_path / "split.jsonl"
+    assert copy_task.main([*args, "--iterations", "12", "--log", str(whole)]) == 0
+    assert copy_task.main([*args, "--iterations", "7", "--log", str(split)]) == 0
+    assert torch.load(f"{split}.ckpt", weights_only=True)["iteration"] == 7
+    capsys.readouterr()
+    assert copy_task.main([*args, "--iterations", "12", "--log", str(split)]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert _losses(split) == _losses(whole) and len(_losses(whole)) == 24
+    assert [(r["cell"], r["iterations"], r["test_ce"], r["min_train_ce"])
+            for r in copy_task.summaries(split)] == \
+        [(r["cell"], 12, r["test_ce"], r["min_train_ce"]) for r in copy_task.summaries(whole)]
+    # a kill between saves leaves records past the checkpoint: dropped on resume, logged once
+    killed = tmp_path / "killed.jsonl"
+    assert copy_task.main([*args, "--iterations", "7", "--log", str(tmp_path / "w7.jsonl")]) == 0
+    killed.write_text(whole.read_text())
+    Path(f"{killed}.ckpt").write_bytes(Path(f"{tmp_path / 'w7.jsonl'}.ckpt").read_bytes())
+    assert copy_task.main([*args, "--iterations", "12", "--log", str(killed)]) == 0
+    assert _losses(killed) == _losses(whole)
+
+
+def test_copy_refuses_a_checkpoint_of_another_run_and_a_log_it_would_mix_into(tmp_path, capsys):
+    log = tmp_path / "c.jsonl"
+    base = ["--cells", "lstm", "--L", "10", "--test-sequences", "64", "--log", str(log)]
+    assert copy_task.main([*base, "--iterations", "2"]) == 0
+    before = log.read_text()
+    capsys.readouterr()
+    for extra, names in ((["--seed", "1"], "seed 0 (now 1)"), (["--L", "12"], "L 10 (now 12)")):
+        assert copy_task.main([*base, "--iterations", "3", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and names in err[0] and "valid: the arguments it was written with" in err[0]
+    Path(f"{log}.ckpt").unlink()
+    assert copy_task.main([*base, "--iterations", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds iterations of lstm" in err[0] and "valid: a new --log" in err[0]
+    Path(f"{log}.ckpt").write_bytes(b"not a checkpoint")
+    assert copy_task.main([*base, "--iterations", "3"]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert log.read_text() == before           # nothing written by any refusal
+
+
+def test_copy_stops_on_sigint_after_a_round_and_resumes_to_the_unbroken_losses(tmp_path):
+    """A real process, a real SIGINT: exit 130 with the iteration it saved; the same command
+    then finishes, and every logged loss equals the uninterrupted run's (computed in-process)."""
+    import signal
+    import subprocess
+    import time
+    log = tmp_path / "sig.jsonl"
+    cmd = [sys.executable, str(REPRO / "copy_task.py"), "--cells", "dtriv[K=3]", "--L", "40",
+           "--test-sequences", "64", "--log", str(log)]
+    proc = subprocess.Popen([*cmd, "--iterations", "500"], stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while (not log.exists() or len(log.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    saved = torch.load(f"{log}.ckpt", weights_only=True)["iteration"]
+    assert proc.returncode == 130, err
+    assert "SIGINT: stopping after this round" in err
+    assert f"stopped by SIGINT after {saved} of 500 iterations" in err and 3 <= saved < 500
+    assert len(_losses(log)) == saved
+    done = subprocess.run([*cmd, "--iterations", str(saved + 4)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from {log}.ckpt: {saved} of {saved + 4}" in done.stdout
+    torch.set_num_threads(1)
+    with open(tmp_path / "ref.jsonl", "w") as f:
+        copy_task.train_all(["dtriv[K=3]"], "paper-copy", 40, saved + 4, 0, f, 64, None)
+    assert _losses(log) == _losses(tmp_path / "ref.jsonl")

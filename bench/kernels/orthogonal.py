@@ -129,6 +129,17 @@ class Orthogonal(nn.Module):
             self.folded_active = True
         self.A.zero_()
 
+    def get_extra_state(self) -> dict:
+        # the rebase schedule lives in Python attributes; in the state_dict, a restored cell
+        # rebases (and projects) at the same steps as one that never stopped
+        return {"steps": self.steps, "rebases": self.rebases, "folded": self.folded.clone(),
+                "folded_active": self.folded_active}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.steps, self.rebases = state["steps"], state["rebases"]
+        self.folded.copy_(state["folded"])
+        self.folded_active = state["folded_active"]
+
     def after_optimizer_step(self) -> None:
         self.steps += 1
         self.folded_active = False

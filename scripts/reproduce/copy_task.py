@@ -3,6 +3,10 @@
 Usage: python scripts/reproduce/copy_task.py [--cells dtriv,lstm] [--iterations N] [--log FILE]
                                              [--device cuda] [--deadline-minutes M]
 
+A run is hours on a CPU, so it resumes: every minute, and when it stops (deadline, Ctrl-C,
+SIGTERM), the models, optimizers and curves are saved beside the log (``LOG.ckpt``); the same
+command then continues from the last saved round and gives the losses an unbroken run gives.
+
 The loop is the script's: one fresh batch of 128 per iteration, cross-entropy over all L + 20
 steps, one optimizer step, the cell's ``after_optimizer_step`` (dtriv's rebase); the preset
 ``paper-copy`` gives the hidden size, optimizers, clipping and each cell's hyperparameters. Every
@@ -19,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -82,6 +87,16 @@ class Run:
         self.seconds += time.perf_counter() - start
         return self.losses[-1]
 
+    def state(self) -> dict:
+        """Everything the next iteration depends on (the cell's rebase schedule included)."""
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "losses": list(self.losses), "seconds": self.seconds}
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.losses, self.seconds = list(state["losses"]), state["seconds"]
+
     def test(self, n: int) -> float:
         """Mean cross-entropy per step on ``n`` fixed test sequences (a seed no batch uses)."""
         self.model.eval()
@@ -94,33 +109,113 @@ class Run:
         return tot / (n * self.task.spec.seq_len)
 
 
+class Stop:
+    """SIGINT/SIGTERM ask the loop to stop after the current round, where every cell has run the
+    same iterations and the state can be saved; a second signal stops at once (the last save,
+    at most a minute old, is then where the run resumes)."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+
+    def __enter__(self) -> "Stop":
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"{self.requested}: stopping after this round and saving; a second one stops now",
+              file=sys.stderr, flush=True)
+
+
+def run_config(cells: list[str], budget_name: str, L: int, seed: int, device: str) -> dict:
+    """What a checkpoint must match to be resumed: the same models on the same batches."""
+    return {"cells": list(cells), "budget": budget_name,
+            "preset": load_budget(budget_name).fingerprint, "L": L, "seed": seed, "device": device}
+
+
+def load_checkpoint(path: Path, config: dict) -> dict | None:
+    """The checkpoint at ``path`` (None if there is none); ValueError if another run wrote it."""
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:                      # truncated, or not a checkpoint at all
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}); valid: a "
+                         f"checkpoint this script wrote, or none (delete it to start again)") from e
+    diff = [f"{k} {ckpt['config'].get(k)!r} (now {v!r})" for k, v in config.items()
+            if ckpt["config"].get(k) != v]
+    if diff:
+        raise ValueError(f"checkpoint {path} is of another run: {', '.join(diff)}; valid: the "
+                         f"arguments it was written with, or another --log")
+    return ckpt
+
+
+def trim_log(path: Path, cells: list[str], start: int) -> None:
+    """Drop the records of ``cells`` past iteration ``start`` (written after the last save), so
+    that a resumed run logs every iteration exactly once; atomic, like the checkpoint."""
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line, rec in zip(lines, map(json.loads, lines))
+            if not (rec.get("cell") in cells and rec["iteration"] >= start)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, config: dict, iteration: int, runs: list[Run]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"config": config, "iteration": iteration, "runs": [r.state() for r in runs]}, tmp)
+    os.replace(tmp, path)                       # a kill mid-save leaves the previous checkpoint
+
+
 def train_all(cells: list[str], budget_name: str, L: int, iterations: int, seed: int, log,
-              test_n: int, deadline_s: float | None, device: str = "cpu") -> tuple[list[dict], int]:
+              test_n: int, deadline_s: float | None, device: str = "cpu",
+              checkpoint: Path | None = None, resumed: dict | None = None,
+              stop: Stop | None = None, save_every_s: float = 60.0) -> tuple[list[dict], int]:
     """Train every cell round-robin, one iteration each per round, so that all have run the same
-    number of iterations whenever the wall-clock ``deadline_s`` stops the loop (after a round)."""
+    number of iterations whenever the wall-clock ``deadline_s`` (or ``stop``) ends the loop after
+    a round. With ``checkpoint`` the state is saved there every ``save_every_s`` and at the end;
+    ``resumed`` (a loaded checkpoint) continues its run. A stop by signal returns no rows."""
     budget = load_budget(budget_name)
     task = parse_task(f"copy:L={L}", budget.tasks.get("copy", {})).build()
     runs = [Run(c, budget, task, seed, device) for c in cells]
-    start = time.perf_counter()
-    done = 0
-    for it in range(iterations):
+    done = resumed["iteration"] if resumed else 0
+    for r, state in zip(runs, resumed["runs"] if resumed else []):
+        r.load(state)
+    config = run_config(cells, budget_name, L, seed, device)
+    start = saved = time.perf_counter()
+    for it in range(done, iterations):
         for r in runs:
             loss = r.step(it)
             log.write(json.dumps({"cell": r.name, "iteration": it, "loss": loss,
                                   "seconds": round(r.seconds, 2)}) + "\n")
         log.flush()
         done = it + 1
-        elapsed = time.perf_counter() - start
-        if deadline_s is not None and elapsed * (done + 1) / done > deadline_s:
+        now = time.perf_counter()
+        if checkpoint and now - saved > save_every_s:
+            save_checkpoint(checkpoint, config, done, runs)
+            saved = now
+        rounds = done - (resumed["iteration"] if resumed else 0)
+        if deadline_s is not None and (now - start) * (rounds + 1) / rounds > deadline_s:
             break                                 # the next round would end past the deadline
-        if not all(math.isfinite(r.losses[-1]) for r in runs):
+        if not all(math.isfinite(r.losses[-1]) for r in runs) or (stop and stop.requested):
             break
+    if checkpoint:
+        save_checkpoint(checkpoint, config, done, runs)
+    if stop and stop.requested:
+        return [], done
     out = []
     for r in runs:
         row = {"cell": r.name, "hparams": {k: str(v) for k, v in r.hp.items()},
                "hidden": budget.hidden, "iterations": len(r.losses), "seed": seed,
                "params": sum(p.numel() for p in r.model.readout.parameters()) + r.cell.num_parameters(),
-               "device": _device_name(r.device), "train_s": round(r.seconds, 1), "s_per_iteration": round(r.seconds / max(1, done), 3),
+               "device": _device_name(r.device), "train_s": round(r.seconds, 1),
+               "s_per_iteration": round(r.seconds / max(1, done), 3),
                "last100_train_ce": sum(r.losses[-100:]) / len(r.losses[-100:]),
                "min_train_ce": min(r.losses), "test_ce": r.test(test_n),
                "test_sequences": test_n, "baseline": 10 * math.log(8) / task.spec.seq_len}
@@ -142,8 +237,13 @@ def table(rows: list[dict], iterations: int) -> str:
 
 
 def summaries(log: Path) -> list[dict]:
-    """The summary rows a log holds (one per cell and run), in the order written."""
-    return [rec["summary"] for rec in map(json.loads, log.read_text().splitlines()) if "summary" in rec]
+    """The last summary row of each cell in a log (a resumed run's supersedes the one written
+    when its deadline stopped it), in the order the cells first appear."""
+    rows = {}
+    for rec in map(json.loads, log.read_text().splitlines()):
+        if "summary" in rec:
+            rows[rec["summary"]["cell"]] = rec["summary"]
+    return list(rows.values())
 
 
 def _device_name(device: torch.device) -> str:
@@ -163,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop after the last round that ends within this wall time")
     p.add_argument("--log", default="copy_reproduction.jsonl")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--checkpoint", default=None,
+                   help="where the run is saved and resumed from (default: LOG.ckpt)")
     p.add_argument("--table", metavar="LOG", type=Path,
                    help="print the table of the summaries in LOG (e.g. per-cell logs joined) and exit")
     args = p.parse_args(argv)
@@ -183,11 +285,39 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     discover()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    with open(args.log, "a") as log:
-        rows, done = train_all(args.cells.split(","), args.budget, args.L, iterations, args.seed,
-                               log, args.test_sequences,
-                               args.deadline_minutes * 60 if args.deadline_minutes else None,
-                               args.device)
+    cells, log = args.cells.split(","), Path(args.log)
+    ckpt = Path(args.checkpoint or f"{log}.ckpt")
+    try:
+        resumed = load_checkpoint(ckpt, run_config(cells, args.budget, args.L, args.seed, args.device))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if resumed:
+        if log.exists():
+            trim_log(log, cells, resumed["iteration"])
+        print(f"resuming from {ckpt}: {resumed['iteration']} of {iterations} iterations done",
+              flush=True)
+    elif log.exists() and any(json.loads(line).get("cell") in cells
+                              for line in log.read_text().splitlines()):
+        print(f"error: --log {log} already holds iterations of {args.cells} and no checkpoint "
+              f"{ckpt} resumes them; valid: a new --log, or the --checkpoint written with it",
+              file=sys.stderr)
+        return 2
+    try:
+        with open(log, "a") as f, Stop() as stop:
+            rows, done = train_all(cells, args.budget, args.L, iterations, args.seed, f,
+                                   args.test_sequences,
+                                   args.deadline_minutes * 60 if args.deadline_minutes else None,
+                                   args.device, checkpoint=ckpt, resumed=resumed, stop=stop)
+    except KeyboardInterrupt:
+        last = load_checkpoint(ckpt, run_config(cells, args.budget, args.L, args.seed, args.device))
+        where = f"iteration {last['iteration']}, saved in {ckpt}" if last else "the start (no save yet)"
+        print(f"stopped at once; the same command resumes from {where}", file=sys.stderr)
+        return 130
+    if not rows:
+        print(f"stopped by {stop.requested} after {done} of {iterations} iterations; saved to "
+              f"{ckpt}; the same command resumes", file=sys.stderr)
+        return 130
     print(f"copy L={args.L}, preset {args.budget}, {done} of {iterations} iterations of batch "
           f"{b.batch_size} for every cell (round-robin), seed {args.seed}")
     print(table(rows, iterations))

@@ -11,6 +11,8 @@
 #   PARALLEL=1    one process per cell (each with its own log, joined at the end) instead of all
 #                 four round-robin in one process: on a GPU the processes overlap their launches,
 #                 and each cell then runs as many iterations as the deadline allows on its own.
+# Ctrl-C (or a deadline) stops every cell after its current iteration and saves it beside its log
+# (LOG.ckpt, also once a minute); the same command resumes each cell from there.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PY:-python}

@@ -232,9 +232,14 @@ def test_copy_refuses_a_checkpoint_of_another_run_and_a_log_it_would_mix_into(tm
     assert copy_task.main([*base, "--iterations", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds iterations of lstm" in err[0] and "valid: a new --log" in err[0]
-    Path(f"{log}.ckpt").write_bytes(b"not a checkpoint")
-    assert copy_task.main([*base, "--iterations", "3"]) == 2
-    assert "cannot be read" in capsys.readouterr().err
+    for junk in (b"not a checkpoint", None):
+        if junk is None:
+            torch.save(torch.zeros(3), f"{log}.ckpt")      # a torch file, but not a checkpoint
+        else:
+            Path(f"{log}.ckpt").write_bytes(junk)
+        assert copy_task.main([*base, "--iterations", "3"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot be read" in err[0]
     assert log.read_text() == before           # nothing written by any refusal
 
 

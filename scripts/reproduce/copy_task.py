@@ -145,6 +145,7 @@ def load_checkpoint(path: Path, config: dict) -> dict | None:
         return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt["config"], ckpt["iteration"], ckpt["runs"]   # a torch file, but not a checkpoint
     except Exception as e:                      # truncated, or not a checkpoint at all
         raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}); valid: a "
                          f"checkpoint this script wrote, or none (delete it to start again)") from e
@@ -184,7 +185,7 @@ def train_all(cells: list[str], budget_name: str, L: int, iterations: int, seed:
     budget = load_budget(budget_name)
     task = parse_task(f"copy:L={L}", budget.tasks.get("copy", {})).build()
     runs = [Run(c, budget, task, seed, device) for c in cells]
-    done = resumed["iteration"] if resumed else 0
+    first = done = resumed["iteration"] if resumed else 0
     for r, state in zip(runs, resumed["runs"] if resumed else []):
         r.load(state)
     config = run_config(cells, budget_name, L, seed, device)
@@ -200,7 +201,7 @@ def train_all(cells: list[str], budget_name: str, L: int, iterations: int, seed:
         if checkpoint and now - saved > save_every_s:
             save_checkpoint(checkpoint, config, done, runs)
             saved = now
-        rounds = done - (resumed["iteration"] if resumed else 0)
+        rounds = done - first
         if deadline_s is not None and (now - start) * (rounds + 1) / rounds > deadline_s:
             break                                 # the next round would end past the deadline
         if not all(math.isfinite(r.losses[-1]) for r in runs) or (stop and stop.requested):

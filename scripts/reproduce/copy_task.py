@@ -288,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     cells, log = args.cells.split(","), Path(args.log)
     ckpt = Path(args.checkpoint or f"{log}.ckpt")
+    config = run_config(cells, args.budget, args.L, args.seed, args.device)
     try:
-        resumed = load_checkpoint(ckpt, run_config(cells, args.budget, args.L, args.seed, args.device))
+        resumed = load_checkpoint(ckpt, config)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.deadline_minutes * 60 if args.deadline_minutes else None,
                                    args.device, checkpoint=ckpt, resumed=resumed, stop=stop)
     except KeyboardInterrupt:
-        last = load_checkpoint(ckpt, run_config(cells, args.budget, args.L, args.seed, args.device))
+        last = load_checkpoint(ckpt, config)
         where = f"iteration {last['iteration']}, saved in {ckpt}" if last else "the start (no save yet)"
         print(f"stopped at once; the same command resumes from {where}", file=sys.stderr)
         return 130

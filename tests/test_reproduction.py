@@ -171,7 +171,11 @@ def test_copy_table_joins_per_cell_logs_and_refuses_a_log_without_summaries(tmp_
     out = capsys.readouterr().out
     for r in summaries:
         row = next(line for line in out.splitlines() if line.startswith(f"| {r['cell']} |"))
-        assert f"| {r['iterations']} of 4000 | {r['test_ce']:.4f} |" in row
+        assert f"| {r['iterations']} of 4000 | {r['test_ce']:.3g} |" in row
+    # a solved cell's near-zero loss keeps its digits (the table once printed 3.5e-05 as 0.0000)
+    solved = {**summaries[1], "test_ce": 3.4721620613709093e-05, "last100_train_ce": 2.958e-05}
+    row = copy_task.table([solved], 4000).splitlines()[-1]
+    assert row.endswith("| 3 of 4000 | 3.47e-05 | 2.96e-05 | " + f"{solved['s_per_iteration']} |")
     (tmp_path / "bad.jsonl").write_text("not json\n")
     for bad in ("bad.jsonl", "missing.jsonl"):
         assert copy_task.main(["--table", str(tmp_path / bad)]) == 2

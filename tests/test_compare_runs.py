@@ -1,7 +1,6 @@
 """scripts/compare_runs.py: the unit-by-unit comparison the README's 1- vs 2-worker figures use."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +9,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "compare_runs.py"
-_spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
-compare_runs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compare_runs)
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+SCRIPT = SCRIPTS / "compare_runs.py"
+sys.path.insert(0, str(SCRIPTS))      # as test_reproduction imports copy_task
+
+import compare_runs  # noqa: E402
 
 
 def journal(path: Path, trials: dict[str, list]) -> str:

@@ -222,6 +222,31 @@ def test_copy_run_resumed_from_its_checkpoint_gives_the_unbroken_runs_losses(tmp
     assert _losses(killed) == _losses(whole)
 
 
+def test_copy_resume_on_another_thread_count_says_so_and_the_same_count_does_not(
+        tmp_path, capsys, monkeypatch):
+    """The checkpoint records its torch thread count; a resume on another count is allowed (the
+    run is the same) but one stderr line says its losses round differently from there on."""
+    log = tmp_path / "t.jsonl"
+    base = ["--cells", "lstm", "--L", "10", "--test-sequences", "16", "--log", str(log)]
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert copy_task.main([*base, "--iterations", "2"]) == 0
+        assert torch.load(f"{log}.ckpt", weights_only=True)["threads"] == 1
+        capsys.readouterr()
+        assert copy_task.main([*base, "--iterations", "3"]) == 0      # same count: no note
+        assert "note:" not in capsys.readouterr().err
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert copy_task.main([*base, "--iterations", "4"]) == 0
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+        assert len(err) == 1 and "saved by a run on 1 torch thread(s), this one uses 2" in err[0]
+        assert "OMP_NUM_THREADS=1 resumes it exactly" in err[0]
+        assert [i for c, i, _ in _losses(log)] == [0, 1, 2, 3]       # resumed, not restarted
+        assert torch.load(f"{log}.ckpt", weights_only=True)["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_copy_refuses_a_checkpoint_of_another_run_and_a_log_it_would_mix_into(tmp_path, capsys):
     log = tmp_path / "c.jsonl"
     base = ["--cells", "lstm", "--L", "10", "--test-sequences", "64", "--log", str(log)]

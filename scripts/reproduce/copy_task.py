@@ -170,7 +170,10 @@ def trim_log(path: Path, cells: list[str], start: int) -> None:
 
 def save_checkpoint(path: Path, config: dict, iteration: int, runs: list[Run]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": config, "iteration": iteration, "runs": [r.state() for r in runs]}, tmp)
+    # threads: not part of the run's identity (a resume on more threads is allowed), but it sets
+    # the float summation order, so a resume with another count is said, not silently mixed in
+    torch.save({"config": config, "iteration": iteration, "threads": torch.get_num_threads(),
+                "runs": [r.state() for r in runs]}, tmp)
     os.replace(tmp, path)                       # a kill mid-save leaves the previous checkpoint
 
 
@@ -300,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             trim_log(log, cells, resumed["iteration"])
         print(f"resuming from {ckpt}: {resumed['iteration']} of {iterations} iterations done",
               flush=True)
+        saved_threads, threads = resumed.get("threads"), torch.get_num_threads()
+        if saved_threads is not None and saved_threads != threads:
+            print(f"note: {ckpt} was saved by a run on {saved_threads} torch thread(s), this one "
+                  f"uses {threads}: the losses from here on round differently from an unbroken "
+                  f"run's; OMP_NUM_THREADS={saved_threads} resumes it exactly", file=sys.stderr)
     elif log.exists() and any(json.loads(line).get("cell") in cells
                               for line in log.read_text().splitlines()):
         print(f"error: --log {log} already holds iterations of {args.cells} and no checkpoint "

@@ -17,7 +17,8 @@ from pathlib import Path
 import optuna
 
 from bench.experiment import Experiment
-from bench.report import Report, SEEDS_NOTE, experiment_studies, render, stored_studies
+from bench import studies
+from bench.report import Report, SEEDS_NOTE, experiment_studies, render
 
 #: the study-level page of a study in optuna-dashboard (``python -m bench dashboard`` serves at /)
 STUDY_URL = "/dashboard/studies/{}"
@@ -116,8 +117,8 @@ def index_note(storage, exp: Experiment, rep: Report, images: list[tuple[str, st
                names: dict | None = None) -> str:
     """The index study's note: the table, the plots (artifact URLs, with their captions), the
     studies of every cell with links, and how to reproduce the table; ``names``: the storage's
-    studies (``stored_studies``) when already read."""
-    names = stored_studies(storage) if names is None else names
+    studies (``studies.summaries``) when already read."""
+    names = studies.summaries(storage) if names is None else names
     tune, seeds = experiment_studies(names, exp, "tune"), experiment_studies(names, exp, "seeds")
     lines = [f"## {exp.short_task} · budget {exp.budget.name} · {exp.short_size}: the comparison",
              "", "Every cell of this experiment, tuned under one budget and retrained on seeds "
@@ -143,7 +144,7 @@ def publish(storage, exp: Experiment, rep: Report, artifacts: Path | None = None
     study, and (with an artifact folder) the plots as artifacts of the index study; ``pngs`` are
     (file name, caption, PNG bytes), drawn from ``rep`` when not given."""
     out = Published()
-    names = stored_studies(storage)
+    names = studies.summaries(storage)
     seeds = experiment_studies(names, exp, "seeds")
     index = optuna.create_study(storage=storage, study_name=exp.index_name(),
                                 direction=rep.direction, load_if_exists=True)

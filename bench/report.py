@@ -48,12 +48,6 @@ RUN_COLUMNS = ["cell", "seed", "state", "test", "val", "best_epoch", "curve", "t
                "hidden", "params", "flops_per_step", "wall_s", "fail_reason"]
 
 
-def stored_studies(storage) -> dict:
-    """Every study in the storage by name, with its user attributes (no trial is read: the
-    storage's ``get_all_studies``, 5-20x faster than ``get_all_study_summaries`` here)."""
-    return {s.study_name: s for s in storage.get_all_studies()}
-
-
 def experiment_studies(summaries: dict, exp: Experiment, kind: str) -> dict[str, str]:
     """The name of each cell's ``kind`` study of the experiment, by cell: a study is the
     experiment's when its user attributes say so (task, budget, size, kind), or, where they are
@@ -75,9 +69,9 @@ def seed_runs(storage, exp: Experiment, cells: list[str] | None = None, kind: st
               summaries: dict | None = None) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Every counted run of the experiment's ``kind`` studies (one row each; a diverged run has a
     NaN test value) and each cell's study attributes; only ``cells`` when given; ``summaries``:
-    ``stored_studies(storage)`` when already read."""
+    ``studies.summaries(storage)`` when already read."""
     rows, attrs = [], {}
-    summaries = stored_studies(storage) if summaries is None else summaries
+    summaries = studies.summaries(storage) if summaries is None else summaries
     for cell, name in experiment_studies(summaries, exp, kind).items():
         if cells is not None and cell not in cells:
             continue
@@ -147,7 +141,7 @@ def build(storage, exp: Experiment, cells: list[str] | None = None, test: str | 
     declared = exp.budget.declared()
     test, reference = test or declared["test"], reference or declared["reference"]
     alpha = declared["alpha"] if alpha is None else alpha
-    summaries = stored_studies(storage)
+    summaries = studies.summaries(storage)
     runs, attrs = seed_runs(storage, exp, cells, summaries=summaries)
     missing = [c for c in (cells or []) if c not in attrs or runs[runs.cell == c].empty]
     if runs.empty or missing:

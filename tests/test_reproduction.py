@@ -301,3 +301,61 @@ def test_copy_stops_on_sigint_after_a_round_and_resumes_to_the_unbroken_losses(t
     with open(tmp_path / "ref.jsonl", "w") as f:
         copy_task.train_all(["dtriv[K=3]"], "paper-copy", 40, saved + 4, 0, f, 64, None)
     assert _losses(log) == _losses(tmp_path / "ref.jsonl")
+
+
+@pytest.mark.parametrize("parallel", ["1", "0"])
+@pytest.mark.parametrize("how", ["kill -INT <script pid>", "Ctrl-C (the terminal's group)"])
+def test_paper_copy_sh_stops_each_cell_once_after_its_round_and_exits_130(tmp_path, how, parallel):
+    """A SIGINT to the script alone must reach every cell (PARALLEL=1: one process per cell;
+    0: one process for all), and a terminal's Ctrl-C (SIGINT to the script's process group) must
+    reach each only once (a second SIGINT stops a cell at once, unsaved). The cells then save the
+    iteration they logged last, the script says so and exits 130, and no table is joined."""
+    import subprocess
+    cells = ["dtriv", "momentum_dtriv"]
+    env = {**os.environ, "PY": sys.executable, "OUT": str(tmp_path), "CELLS": ",".join(cells),
+           "PARALLEL": parallel, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(["bash", str(REPRO / "paper-copy.sh"), "500"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _stop_paper_copy(proc, cells if parallel == "1" else [",".join(cells)], tmp_path, how)
+    finally:                     # a failing script may leave its cells running: they name tmp_path
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(tmp_path).encode() in cmdline.read_bytes():
+                    os.kill(int(cmdline.parent.name), 9)
+            except OSError:                              # gone meanwhile
+                pass
+
+
+def _stop_paper_copy(proc, procs: list[str], tmp_path: Path, how: str) -> None:
+    """``procs``: the cells of each copy_task process ("a,b" when one process runs both)."""
+    import signal
+    import subprocess
+    import time
+    one = len(procs) == 1
+    logs = [tmp_path / ("paper-copy.jsonl" if one else f"paper-copy-{c}.jsonl") for c in procs]
+    deadline = time.monotonic() + 240
+    while not all(log.exists() and log.read_text().count("\n") >= len(cells.split(","))
+                  for log, cells in zip(logs, procs)):             # each process logged a round
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr and proc.stderr.read()
+        time.sleep(0.2)
+    if how.startswith("kill"):
+        proc.send_signal(signal.SIGINT)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        err = proc.communicate(timeout=180)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 130, err
+    for cells, log in zip(procs, logs):
+        out = err if one else (tmp_path / f"paper-copy-{cells}.out").read_text()
+        saved = torch.load(f"{log}.ckpt", weights_only=True)["iteration"]
+        assert out.count("SIGINT: stopping after this round") == 1 and "stopped at once" not in out
+        assert f"stopped by SIGINT after {saved} of 500 iterations" in out
+        assert 1 <= saved < 500 and len(_losses(log)) == saved * len(cells.split(","))
+        if not one:                                  # the script names the cell that stopped
+            assert f"{cells}: exit 130: stopped by SIGINT after {saved} of 500 iterations" in err
+    if not one:
+        assert not (tmp_path / "paper-copy.jsonl").exists()      # nothing joined

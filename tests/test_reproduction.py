@@ -359,3 +359,34 @@ def _stop_paper_copy(proc, procs: list[str], tmp_path: Path, how: str) -> None:
             assert f"{cells}: exit 130: stopped by SIGINT after {saved} of 500 iterations" in err
     if not one:
         assert not (tmp_path / "paper-copy.jsonl").exists()      # nothing joined
+
+
+def test_plot_copy_draws_a_log_and_refuses_what_is_not_one(tmp_path, capsys):
+    """read_log gives each cell's losses in order and its last summary (a resumed run's wins);
+    plot_copy writes a PNG of them, and a bad log or folder is one line, exit 2, no file."""
+    import plot_copy
+    log = tmp_path / "c.jsonl"
+    recs = [{"cell": c, "iteration": i, "loss": 0.1 / (i + 1) + k, "seconds": i}
+            for i in range(30) for k, c in enumerate(["dtriv", "lstm"])]
+    recs.insert(10, {"summary": {"cell": "lstm", "test_ce": 9.0, "baseline": 0.0204}})
+    recs += [{"summary": {"cell": "lstm", "test_ce": 0.5, "baseline": 0.0204}}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    losses, rows = copy_task.read_log(log)
+    assert list(losses) == ["dtriv", "lstm"] and losses["lstm"] == [0.1 / (i + 1) + 1 for i in range(30)]
+    assert rows == {"lstm": {"cell": "lstm", "test_ce": 0.5, "baseline": 0.0204}}
+    png = tmp_path / "c.png"
+    assert plot_copy.main([str(log), str(png), "--title", "t"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "dtriv (30 iterations), lstm (30 iterations)" in capsys.readouterr().out
+    (tmp_path / "junk.jsonl").write_text("not json\n")
+    (tmp_path / "list.jsonl").write_text("[1, 2]\n")
+    (tmp_path / "nothing.jsonl").write_text(json.dumps(recs[-1]) + "\n")
+    for bad, why in ((["missing.jsonl", "x.png"], "cannot be read as a log (FileNotFoundError)"),
+                     (["junk.jsonl", "x.png"], "cannot be read as a log (JSONDecodeError)"),
+                     (["list.jsonl", "x.png"], "cannot be read as a log (TypeError)"),
+                     (["nothing.jsonl", "x.png"], "no iteration in it"),
+                     (["c.jsonl", "no/x.png"], "no folder")):
+        assert plot_copy.main([str(tmp_path / b) for b in bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0] and "valid:" in err[0], (bad, err)
+    assert not (tmp_path / "x.png").exists()

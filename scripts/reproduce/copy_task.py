@@ -241,14 +241,23 @@ def table(rows: list[dict], iterations: int) -> str:
     return "\n".join(lines)
 
 
-def summaries(log: Path) -> list[dict]:
-    """The last summary row of each cell in a log (a resumed run's supersedes the one written
-    when its deadline stopped it), in the order the cells first appear."""
-    rows = {}
+def read_log(log: Path) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """A log's two kinds of record, per cell: the loss of every iteration in order, and the last
+    summary row (a resumed run's supersedes the one written when its deadline stopped it).
+    OSError, ValueError, KeyError or TypeError if ``log`` is not such a log."""
+    losses: dict[str, list[float]] = {}
+    rows: dict[str, dict] = {}
     for rec in map(json.loads, log.read_text().splitlines()):
         if "summary" in rec:
             rows[rec["summary"]["cell"]] = rec["summary"]
-    return list(rows.values())
+        else:
+            losses.setdefault(rec["cell"], []).append(rec["loss"])
+    return losses, rows
+
+
+def summaries(log: Path) -> list[dict]:
+    """The last summary row of each cell in a log, in the order the summaries first appear."""
+    return list(read_log(log)[1].values())
 
 
 def _device_name(device: torch.device) -> str:
@@ -278,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         try:
             rows, why = summaries(args.table), "no summary line in it"
-        except (OSError, ValueError) as e:      # missing, unreadable, or not JSON lines
+        except (OSError, ValueError, KeyError, TypeError) as e:   # not its JSON lines
             rows, why = [], f"cannot be read as a log ({type(e).__name__})"
         if not rows:
             print(f"error: --table {args.table}: {why}; valid: the log of a finished run", file=sys.stderr)

@@ -6,7 +6,6 @@ Usage: python scripts/reproduce/plot_copy.py LOG.jsonl OUT.png [--title TEXT]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -15,23 +14,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from copy_task import read_log  # noqa: E402  (this script's folder is on sys.path)
 
 
-def curves(log: Path) -> tuple[dict[str, list[float]], dict[str, dict]]:
-    """Per cell, the loss of every iteration in order, and its summary line (if written)."""
-    out: dict[str, list[float]] = {}
-    summaries: dict[str, dict] = {}
-    for line in log.read_text().splitlines():
-        rec = json.loads(line)
-        if "summary" in rec:
-            summaries[rec["summary"]["cell"]] = rec["summary"]
-        else:
-            out.setdefault(rec["cell"], []).append(rec["loss"])
-    return out, summaries
-
-
-def plot(log: Path, png: Path, title: str = "") -> None:
-    data, summaries = curves(log)
+def plot(data: dict[str, list[float]], summaries: dict[str, dict], png: Path, title: str = "") -> None:
+    """Draw ``read_log``'s curves and summaries into ``png``."""
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     L = None
     for (cell, losses), color in zip(data.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
@@ -61,7 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("png")
     p.add_argument("--title", default="")
     args = p.parse_args(argv)
-    plot(Path(args.log), Path(args.png), args.title)
+    log, png = Path(args.log), Path(args.png)
+    try:
+        data, summaries = read_log(log)
+        why = "" if data else "no iteration in it"
+    except (OSError, ValueError, KeyError, TypeError) as e:   # not copy_task's lines
+        why = f"cannot be read as a log ({type(e).__name__})"
+    if why:
+        print(f"error: {log}: {why}; valid: a log copy_task.py wrote", file=sys.stderr)
+        return 2
+    if not png.parent.is_dir():
+        print(f"error: {png}: no folder {png.parent}; valid: a path in an existing folder",
+              file=sys.stderr)
+        return 2
+    plot(data, summaries, png, args.title)
+    print(f"wrote {png}: {', '.join(f'{c} ({len(v)} iterations)' for c, v in data.items())}")
     return 0
 
 

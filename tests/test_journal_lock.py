@@ -100,3 +100,23 @@ def test_journal_storages_use_the_owned_lock(tmp_path):
     assert isinstance(storage._backend._lock, OwnedSymlinkLock)
     optuna.create_study(storage=storage, study_name="s").optimize(lambda t: 0.0, n_trials=1)
     assert not (tmp_path / "x.journal.lock").exists()
+
+
+def test_the_lock_is_the_file_optunas_own_lock_uses(tmp_path):
+    """A plain Optuna process on the same journal must contend for the same lock file: the name
+    is Optuna's, and a link Optuna's lock made blocks ours (released, ours takes it)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+    path = str(tmp_path / "j.log")
+    theirs, ours = JournalFileSymlinkLock(path), OwnedSymlinkLock(path, grace_period=30)
+    assert ours._lock_file == theirs._lock_file
+    assert theirs.acquire()
+    got = threading.Event()
+    waiter = threading.Thread(target=lambda: ours.acquire() and got.set())
+    waiter.start()
+    assert not got.wait(1.0)                    # Optuna holds it: ours waits
+    theirs.release()
+    assert got.wait(10.0)                       # released: ours takes it
+    waiter.join()
+    assert os.path.islink(theirs._lock_file)    # and Optuna's lock would now see it held
+    ours.release()
+    assert not os.path.lexists(ours._lock_file)

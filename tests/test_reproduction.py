@@ -374,6 +374,11 @@ def test_plot_copy_draws_a_log_and_refuses_what_is_not_one(tmp_path, capsys):
     losses, rows = copy_task.read_log(log)
     assert list(losses) == ["dtriv", "lstm"] and losses["lstm"] == [0.1 / (i + 1) + 1 for i in range(30)]
     assert rows == {"lstm": {"cell": "lstm", "test_ce": 0.5, "baseline": 0.0204}}
+    import gzip
+    gz = tmp_path / "c.jsonl.gz"
+    gz.write_bytes(gzip.compress(log.read_bytes()))
+    assert copy_task.read_log(gz) == (losses, rows)               # docs/ holds gzipped logs
+    (tmp_path / "cut.jsonl.gz").write_bytes(gz.read_bytes()[:-20])
     png = tmp_path / "c.png"
     assert plot_copy.main([str(log), str(png), "--title", "t"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -384,6 +389,8 @@ def test_plot_copy_draws_a_log_and_refuses_what_is_not_one(tmp_path, capsys):
     for bad, why in ((["missing.jsonl", "x.png"], "cannot be read as a log (FileNotFoundError)"),
                      (["junk.jsonl", "x.png"], "cannot be read as a log (JSONDecodeError)"),
                      (["list.jsonl", "x.png"], "cannot be read as a log (TypeError)"),
+                     (["cut.jsonl.gz", "x.png"], "cannot be read as a log (ValueError)"),
+                     (["c.png", "x.png"], "cannot be read as a log (UnicodeDecodeError)"),
                      (["nothing.jsonl", "x.png"], "no iteration in it"),
                      (["c.jsonl", "no/x.png"], "no folder")):
         assert plot_copy.main([str(tmp_path / b) for b in bad]) == 2

@@ -20,6 +20,7 @@ cross-entropy while an LSTM stays at the memoryless baseline 10 ln 8 / (L + 20).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -244,10 +245,17 @@ def table(rows: list[dict], iterations: int) -> str:
 def read_log(log: Path) -> tuple[dict[str, list[float]], dict[str, dict]]:
     """A log's two kinds of record, per cell: the loss of every iteration in order, and the last
     summary row (a resumed run's supersedes the one written when its deadline stopped it).
-    OSError, ValueError, KeyError or TypeError if ``log`` is not such a log."""
+    A ``.gz`` log (as committed in docs/) is read as it is. OSError, ValueError, KeyError or
+    TypeError if ``log`` is not such a log."""
+    raw = log.read_bytes()
+    if log.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except EOFError as e:                   # a truncated download or copy
+            raise ValueError(f"{log} is a truncated gzip file") from e
     losses: dict[str, list[float]] = {}
     rows: dict[str, dict] = {}
-    for rec in map(json.loads, log.read_text().splitlines()):
+    for rec in map(json.loads, raw.decode().splitlines()):
         if "summary" in rec:
             rows[rec["summary"]["cell"]] = rec["summary"]
         else:

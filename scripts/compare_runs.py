@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import studies  # noqa: E402
 from bench.errors import UserError  # noqa: E402
 from bench.storage import open_storage  # noqa: E402
 from bench.work import done_units  # noqa: E402
@@ -36,10 +37,9 @@ def stored_units(url: str) -> dict[tuple[str, int], Outcome]:
     """(study name, unit key) -> outcome, for every counted unit in the storage at ``url``."""
     storage = open_storage(url, create=False)
     out = {}
-    for study in storage.get_all_studies():
-        trials = storage.get_all_trials(study._study_id, deepcopy=False)
-        for key, t in done_units(trials).items():
-            out[(study.study_name, key)] = outcome(t)
+    for name in studies.summaries(storage):
+        for key, t in done_units(studies.trials(storage, name)).items():
+            out[(name, key)] = outcome(t)
     return out
 
 

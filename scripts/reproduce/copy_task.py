@@ -245,21 +245,24 @@ def table(rows: list[dict], iterations: int) -> str:
 def read_log(log: Path) -> tuple[dict[str, list[float]], dict[str, dict]]:
     """A log's two kinds of record, per cell: the loss of every iteration in order, and the last
     summary row (a resumed run's supersedes the one written when its deadline stopped it).
-    A ``.gz`` log (as committed in docs/) is read as it is. OSError, ValueError, KeyError or
-    TypeError if ``log`` is not such a log."""
-    raw = log.read_bytes()
-    if log.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except EOFError as e:                   # a truncated download or copy
-            raise ValueError(f"{log} is a truncated gzip file") from e
+    A ``.gz`` log (as committed in docs/) is read as it is. ValueError("cannot be read as a log
+    (why)") if ``log`` is missing, truncated, or not such a log."""
     losses: dict[str, list[float]] = {}
     rows: dict[str, dict] = {}
-    for rec in map(json.loads, raw.decode().splitlines()):
-        if "summary" in rec:
-            rows[rec["summary"]["cell"]] = rec["summary"]
-        else:
-            losses.setdefault(rec["cell"], []).append(rec["loss"])
+    try:
+        raw = log.read_bytes()
+        if log.suffix == ".gz":
+            try:
+                raw = gzip.decompress(raw)
+            except EOFError as e:               # a truncated download or copy
+                raise ValueError("a truncated gzip file") from e
+        for rec in map(json.loads, raw.decode().splitlines()):
+            if "summary" in rec:
+                rows[rec["summary"]["cell"]] = rec["summary"]
+            else:
+                losses.setdefault(rec["cell"], []).append(rec["loss"])
+    except (OSError, ValueError, KeyError, TypeError) as e:   # missing, not JSON, not our records
+        raise ValueError(f"cannot be read as a log ({type(e).__name__})") from e
     return losses, rows
 
 
@@ -295,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         try:
             rows, why = summaries(args.table), "no summary line in it"
-        except (OSError, ValueError, KeyError, TypeError) as e:   # not its JSON lines
-            rows, why = [], f"cannot be read as a log ({type(e).__name__})"
+        except ValueError as e:
+            rows, why = [], str(e)
         if not rows:
             print(f"error: --table {args.table}: {why}; valid: the log of a finished run", file=sys.stderr)
             return 2

@@ -225,12 +225,16 @@ def test_a_stalled_worker_loses_its_unit_after_the_lease(reference, tmp_path):
     a = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and a.poll() is None:
+    frozen_holding = False
+    while not frozen_holding and time.monotonic() < deadline and a.poll() is None:
         time.sleep(0.2)
         if (tmp_path / "stall.journal").exists() and a.pid in holders(storage):
-            break
-    assert a.pid in holders(storage)
-    os.kill(a.pid, signal.SIGSTOP)
+            os.kill(a.pid, signal.SIGSTOP)
+            # it may have finished that unit between the read and the stop: read again, frozen
+            frozen_holding = a.pid in holders(storage)
+            if not frozen_holding:
+                os.kill(a.pid, signal.SIGCONT)
+    assert frozen_holding, "the worker never held a unit while the test looked"
     stopped_at = time.monotonic()
     b = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert b.returncode == 0, b.stderr[-3000:]
